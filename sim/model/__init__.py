@@ -1,0 +1,1 @@
+"""Python reference models of the gateware, used as scoreboards by the tests and benches."""
