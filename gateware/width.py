@@ -25,11 +25,8 @@ class StreamWidener(wiring.Component):
     other than a frame's last must have a full ``keep`` (as every packet stream guarantees).
     """
 
-    def __new__(cls, in_width: int, out_width: int):
-        _check(in_width, out_width)
-        return super().__new__(cls)
-
     def __init__(self, in_width: int, out_width: int):
+        _check(in_width, out_width)
         self._in_width, self._out_width = in_width, out_width
         super().__init__({
             "i": In(PacketSignature(in_width)),
@@ -95,11 +92,8 @@ class StreamNarrower(wiring.Component):
     exactly where the input frame's data does.
     """
 
-    def __new__(cls, in_width: int, out_width: int):
-        _check(out_width, in_width)
-        return super().__new__(cls)
-
     def __init__(self, in_width: int, out_width: int):
+        _check(out_width, in_width)
         self._in_width, self._out_width = in_width, out_width
         super().__init__({
             "i": In(PacketSignature(in_width)),
