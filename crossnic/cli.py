@@ -17,6 +17,47 @@ def _cmd_version(args) -> int:
     return 0
 
 
+def _cmd_sim(args) -> int:
+    from .sim.replay import ReplayError, main
+    try:
+        return main(args)
+    except ReplayError as e:
+        raise CliError(str(e)) from None
+
+
+def _cmd_build(args) -> int:
+    from .boards.build import BuildError, ToolchainError, build_board, format_report
+    from .boards.platforms import BOARDS
+    if args.list:
+        for b in BOARDS.values():
+            print(f"{b.name:<18} {b.part:<20} {b.title}")
+        return 0
+    if not args.board:
+        raise CliError(f"--board NAME is required; boards: {', '.join(BOARDS)} (see --list)")
+    if args.board not in BOARDS:
+        raise CliError(f"unknown board {args.board!r}; boards: {', '.join(BOARDS)}")
+    out = args.out or f"build/{args.board}"
+    try:
+        report = build_board(args.board, out, datapath=args.datapath, seed=args.seed)
+    except ToolchainError as e:
+        raise CliError(str(e)) from None
+    except BuildError as e:
+        print(f"crossnic: build failed: {e}", file=sys.stderr)
+        return 3
+    print(format_report(report, out))
+    return 0 if report.timing_met else 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossnic", description="Open FPGA NIC: simulate, build and manage the card.")
@@ -26,6 +67,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("version", help="print the crossnic version")
     p.set_defaults(func=_cmd_version)
+
+    p = sub.add_parser(
+        "sim", help="replay a capture through the simulated card",
+        description="Replay an Ethernet capture (pcap/pcapng) through the Verilator simulation "
+                    "of the card's receive path and write what came out: rx.pcap, frames.json, "
+                    "frames.csv (per input frame: delivered or drop reason, parsed headers) and "
+                    "counters.json.")
+    p.add_argument("--in", dest="input", metavar="PCAP",
+                   help="capture to replay (default: the sample shipped with crossnic)")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the results")
+    p.add_argument("--fcs", choices=["absent", "present"], default="absent",
+                   help="whether captured frames end with their FCS (default: absent, a "
+                        "correct FCS is appended)")
+    p.add_argument("--line-rate", action="store_true",
+                   help="send frames back to back at the minimum gap (outcome per frame is "
+                        "then only delivered/dropped)")
+    p.add_argument("--max-length", type=_positive, default=1518, metavar="N",
+                   help="longest frame accepted, FCS included (default 1518; +4 with VLAN tag)")
+    p.add_argument("--limit", type=_positive, metavar="N", help="replay only the first N frames")
+    p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser(
+        "build", help="synthesize the board top for an FPGA board (open toolchain)",
+        description="Build the two-port MAC echo design for a board with Yosys, nextpnr-ecp5 and "
+                    "ecppack (YoWASP builds from PyPI), then print Fmax per clock domain against "
+                    "the targets in constraints/<board>.toml and the resource use. Writes the "
+                    "bitstream, logs, regmap.json and crossnic-build.json to the build directory.",
+        epilog="exit status: 0 timing met, 1 timing failed, 2 usage or missing toolchain, "
+               "3 a tool failed")
+    p.add_argument("--board", metavar="NAME", help="board to build (see --list)")
+    p.add_argument("--out", metavar="DIR", help="build directory (default: build/NAME)")
+    p.add_argument("--list", action="store_true", help="list the boards and exit")
+    p.add_argument("--datapath", choices=["ports", "echo"],
+                   help="ports: RxPort/TxPort echo (default); echo: bring-up RGMII loop")
+    p.add_argument("--seed", type=int, help="nextpnr placement seed (default: from constraints)")
+    p.set_defaults(func=_cmd_build)
     return parser
 
 

