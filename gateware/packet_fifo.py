@@ -1,0 +1,142 @@
+# Ref: IEEE 802.3-2022 clause 3.4 (invalid frames are discarded whole); amaranth stdlib/stream.rst
+"""Store-and-forward packet queue: the reader only ever sees whole, good frames.
+
+The writer never waits (a MAC cannot), so a frame that does not fit is dropped whole and
+reported, and a frame whose last beat carries ``error`` is discarded by rolling the write pointer
+back to the last committed frame. A frame bigger than the whole queue is simply dropped.
+"""
+
+from amaranth import *
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .packet import PacketSignature
+
+__all__ = ["PacketFifo"]
+
+
+class PacketFifo(wiring.Component):
+    """Packet queue of ``depth`` beats, each ``width`` bytes wide (sync domain).
+
+    Parameters
+    ----------
+    width : int
+        Bytes per beat of the packet stream.
+    depth : int
+        Beats of storage; a power of two.
+
+    Attributes
+    ----------
+    i : In(PacketSignature(width))
+        Always ready. A beat with ``first`` starts a new frame (an unfinished one before it is
+        discarded); beats outside a frame are ignored.
+    o : Out(PacketSignature(width))
+        Committed frames, one beat per clock when ready; ``error`` is never set.
+    commit : Out(1)
+        Pulses with the last beat of a frame that was stored (it will appear on ``o``).
+    overflow : Out(1)
+        Pulses with the last beat of a frame without ``error`` that was dropped for lack of space.
+        Frames with ``error`` are never reported here, whether or not they fitted.
+    level : Out(range(depth + 1))
+        Beats stored, including those of a frame still being written.
+    """
+
+    def __init__(self, width: int, depth: int):
+        if depth < 2 or depth & (depth - 1):
+            raise ValueError(f"PacketFifo depth must be a power of two >= 2, not {depth}")
+        self._width = width
+        self._depth = depth
+        super().__init__({
+            "i": In(PacketSignature(width)),
+            "o": Out(PacketSignature(width)),
+            "commit": Out(1),
+            "overflow": Out(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self._width
+        depth = self._depth
+        entry = data.StructLayout({"data": 8 * w, "keep": w, "first": 1, "last": 1})
+        m.submodules.mem = mem = Memory(shape=entry, depth=depth, init=[])
+        wport = mem.write_port()
+        rport = mem.read_port()
+
+        # Pointers carry one wrap bit: equal = empty, equal but for the wrap bit = full.
+        bits = depth.bit_length()
+        wr = Signal(bits)           # next beat of the frame being written
+        committed = Signal(bits)    # end of the last whole frame (reader's limit)
+        rd = Signal(bits)
+        in_frame = Signal()
+        dropping = Signal()         # the current frame did not fit
+
+        m.d.comb += [
+            self.i.ready.eq(1),
+            self.level.eq(wr - rd),
+        ]
+
+        p = self.i.p
+        base = Signal(bits)
+        m.d.comb += base.eq(Mux(p.first, committed, wr))
+        # Room after either possible base, from registers only, so the incoming beat's `first`
+        # only selects between them (keeps the input-to-write-enable path short).
+        space_wr = Signal()
+        space_committed = Signal()
+        space = Signal()
+
+        def full(ptr):      # equal but for the wrap bit: an equality test, no subtraction
+            return (ptr[:-1] == rd[:-1]) & (ptr[-1] != rd[-1])
+
+        m.d.comb += [
+            space_wr.eq(~full(wr)),
+            space_committed.eq(~full(committed)),
+            space.eq(Mux(p.first, space_committed, space_wr)),
+        ]
+        m.d.comb += [
+            wport.addr.eq(base[:-1]),
+            wport.data.data.eq(p.data),
+            wport.data.keep.eq(p.keep),
+            wport.data.first.eq(p.first),
+            wport.data.last.eq(p.last),
+        ]
+
+        with m.If(self.i.valid & (p.first | in_frame)):    # beats outside a frame are ignored
+            m.d.sync += in_frame.eq(~p.last)
+            with m.If(~p.first & dropping):
+                with m.If(p.last):
+                    m.d.comb += self.overflow.eq(~p.error)
+            with m.Elif(~space):
+                m.d.sync += [dropping.eq(1), wr.eq(committed)]
+                with m.If(p.last):
+                    m.d.comb += self.overflow.eq(~p.error)
+            with m.Else():
+                m.d.comb += wport.en.eq(1)
+                m.d.sync += [dropping.eq(0), wr.eq(base + 1)]
+                with m.If(p.last & p.error):
+                    m.d.sync += wr.eq(committed)
+                with m.Elif(p.last):
+                    m.d.sync += committed.eq(base + 1)
+                    m.d.comb += self.commit.eq(1)
+
+        # Read side: one output register fed by the synchronous read port.
+        load = Signal()
+        m.d.comb += [
+            load.eq((rd != committed) & (~self.o.valid | self.o.ready)),
+            rport.addr.eq(rd[:-1]),
+            rport.en.eq(load),
+            self.o.p.data.eq(rport.data.data),
+            self.o.p.keep.eq(rport.data.keep),
+            self.o.p.first.eq(rport.data.first),
+            self.o.p.last.eq(rport.data.last),
+        ]
+        with m.If(load):
+            m.d.sync += [rd.eq(rd + 1), self.o.valid.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
