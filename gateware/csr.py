@@ -105,20 +105,21 @@ class CounterBank(wiring.Component):
             with m.Else():
                 m.d.sync += value.eq(value + getattr(self.inc, c.name))
 
+        # ``r_data`` follows ``addr`` every cycle, so ``r_stb`` (decoded from the upper address
+        # bits by whoever splits the bus) stays out of the wide read multiplexer's timing path;
+        # the strobe only latches the high word of a wide counter.
         hi_latch = Signal(32)
-        with m.If(self.csr.r_stb):
-            m.d.sync += self.csr.r_data.eq(0)
+        m.d.sync += self.csr.r_data.eq(0)
         with m.Switch(self.csr.addr):
             for reg in self._registers:
                 value = values[reg.name]
                 with m.Case(reg.addr):
                     if reg.part == "hi":
-                        with m.If(self.csr.r_stb):
-                            m.d.sync += self.csr.r_data.eq(hi_latch)
+                        m.d.sync += self.csr.r_data.eq(hi_latch)
                     else:
-                        with m.If(self.csr.r_stb):
-                            m.d.sync += self.csr.r_data.eq(value[:32])
-                            if reg.part == "lo":
+                        m.d.sync += self.csr.r_data.eq(value[:32])
+                        if reg.part == "lo":
+                            with m.If(self.csr.r_stb):
                                 m.d.sync += hi_latch.eq(value[32:])
                         m.d.comb += clear[reg.name].eq(self.csr.w_stb)
         return m
