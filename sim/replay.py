@@ -84,7 +84,6 @@ def replay(capture: Path, out_dir: Path, options: ReplayOptions,
     from ..gateware.rx_port import RX_COUNTERS
     from .harness import build, simulate
     from .replay_tb import read_frames, write_frames
-    from .tops import SimTop
 
     if options.fcs not in ("absent", "present"):
         raise ReplayError(f"--fcs must be 'absent' or 'present', not {options.fcs!r}")
@@ -101,7 +100,7 @@ def replay(capture: Path, out_dir: Path, options: ReplayOptions,
                   if c.name == "frames_ok" or c.name.startswith("drop_")]
     progress(f"building the simulated card ({len(frames)} frames to replay)")
     started = time.monotonic()
-    vbuild = build(SimTop(pipeline, domains=("rx",)))
+    vbuild = build(pipeline)   # its undefined `rx` domain becomes the rx_clk/rx_rst ports
     progress(f"build {'reused from cache' if vbuild.cached else 'done'} "
              f"({time.monotonic() - started:.1f} s); simulating")
     with tempfile.TemporaryDirectory(prefix="crossnic-sim-") as tmp:

