@@ -110,8 +110,11 @@ class PipelineStage(wiring.Component):
 class CsrDecoder(wiring.Component):
     """Splits one CSR bus into blocks of ``2**block_bits`` words.
 
-    Block ``k`` answers at ``k << block_bits``; its ``r_data`` is forwarded on the cycle after the
-    strobe (the bus's read latency), addresses outside every block read as zero.
+    Block ``k`` answers at ``k << block_bits``; addresses outside every block read as zero. The
+    strobes, address and write data going to the blocks are registered, because the blocks sit
+    all over the chip and their read multiplexers and latch enables would otherwise share one
+    cycle with the address decode (the colorlight's `sync` clock missed 125 MHz on exactly that
+    path). Read data therefore arrives :attr:`read_latency` cycles after ``bus.r_stb``.
 
     Parameters
     ----------
@@ -119,6 +122,9 @@ class CsrDecoder(wiring.Component):
         Address width of each block's bus (at most ``block_bits``).
     block_bits : int
     """
+
+    #: cycles from ``bus.r_stb`` to valid ``bus.r_data``: one register stage plus the block's own
+    read_latency = 2
 
     def __init__(self, widths: list[int], block_bits: int):
         if any(w > block_bits for w in widths):
@@ -141,24 +147,30 @@ class CsrDecoder(wiring.Component):
         offset = self.bus.addr[:self._block_bits]
         none = len(self._widths)
         hit_sel = Signal(range(none + 1), init=none)
-        read_sel = Signal(range(none + 1), init=none)
+        read_sel = Signal(range(none + 1), init=none)    # block being read, one cycle later
+        data_sel = Signal(range(none + 1), init=none)    # ... when its data is due
+        m.d.sync += data_sel.eq(read_sel)
         with m.If(self.bus.r_stb):
             m.d.sync += read_sel.eq(hit_sel)
+        with m.Else():
+            m.d.sync += read_sel.eq(none)
         for k, w in enumerate(self._widths):
             b = self.block(k)
             hit = (sel == k) & (offset < (1 << w))
             with m.If(hit):
                 m.d.comb += hit_sel.eq(k)
-            m.d.comb += [
+            m.d.sync += [
                 b.addr.eq(offset),
                 b.w_data.eq(self.bus.w_data),
                 b.r_stb.eq(self.bus.r_stb & hit),
                 b.w_stb.eq(self.bus.w_stb & hit),
             ]
-        with m.Switch(read_sel):
-            for k in range(len(self._widths)):
-                with m.Case(k):
-                    m.d.comb += self.bus.r_data.eq(self.block(k).r_data)
+        # r_data is valid on the cycle the read is due (zero for addresses outside every block).
+        with m.If(data_sel != none):
+            with m.Switch(data_sel):
+                for k in range(len(self._widths)):
+                    with m.Case(k):
+                        m.d.comb += self.bus.r_data.eq(self.block(k).r_data)
         return m
 
 
@@ -376,7 +388,8 @@ class BoardTop(Elaboratable):
         block_bits = max(widths)
         m.submodules.decoder = decoder = CsrDecoder(widths, block_bits)
         m.submodules.bridge = bridge = UartCsrBridge(
-            decoder.addr_width, round(CORE_MHZ * 1e6 / cons.baud), UART_TIMEOUT_CYCLES)
+            decoder.addr_width, round(CORE_MHZ * 1e6 / cons.baud), UART_TIMEOUT_CYCLES,
+            read_latency=decoder.read_latency)
         wiring.connect(m, bridge.csr, decoder.bus)
         for k, (_, csr, _) in enumerate(blocks):
             wiring.connect(m, decoder.block(k), csr)

@@ -16,9 +16,11 @@ __all__ = ["CsrSignature", "Counter", "CounterRegister", "CounterBank"]
 class CsrSignature(wiring.Signature):
     """Word-addressed register bus, seen from the initiator.
 
-    A read strobes ``r_stb`` with ``addr``; ``r_data`` holds the word on the next cycle. A write
-    strobes ``w_stb`` with ``addr`` and ``w_data``. Unmapped addresses read as zero and ignore
-    writes, so no access can hang the bus.
+    A read strobes ``r_stb`` with ``addr``; a register block's ``r_data`` holds the word on the
+    next cycle. Anything that registers the bus on the way (a decoder spanning the chip) adds
+    cycles and says so in its ``read_latency``, which the initiator honours. A write strobes
+    ``w_stb`` with ``addr`` and ``w_data``. Unmapped addresses read as zero and ignore writes,
+    so no access can hang the bus.
     """
 
     def __init__(self, addr_width: int):

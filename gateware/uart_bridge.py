@@ -151,6 +151,9 @@ class UartCsrBridge(wiring.Component):
         Clocks per bit (``round(f_clk / baud)``).
     timeout : int
         Clocks a command may wait for its next byte before it is abandoned.
+    read_latency : int
+        Clocks from ``csr.r_stb`` until ``csr.r_data`` is valid (1 for a bare block; a
+        registered decoder in between adds its own).
 
     Attributes
     ----------
@@ -164,7 +167,10 @@ class UartCsrBridge(wiring.Component):
         Commands abandoned half-way (wraps).
     """
 
-    def __init__(self, addr_width: int, divisor: int, timeout: int):
+    def __init__(self, addr_width: int, divisor: int, timeout: int, *, read_latency: int = 1):
+        if read_latency < 1:
+            raise ValueError(f"read latency must be at least 1 clock, not {read_latency}")
+        self._read_latency = read_latency
         if not 1 <= addr_width <= 16:
             raise ValueError(f"bridge address width must be 1..16, not {addr_width}")
         if timeout < 16 * divisor:
@@ -190,6 +196,7 @@ class UartCsrBridge(wiring.Component):
         addr = Signal(16)
         word = Signal(32)
         count = Signal(range(5))          # bytes left to receive or send
+        wait = Signal(range(self._read_latency))   # read data not due yet
         reply = Signal(8)
         timer = Signal(range(self._timeout + 1))
         byte_in = urx.o.valid
@@ -242,10 +249,14 @@ class UartCsrBridge(wiring.Component):
                 m.next = "REPLY"
             with m.State("READ_STB"):
                 m.d.comb += self.csr.r_stb.eq(1)
+                m.d.sync += wait.eq(self._read_latency - 1)
                 m.next = "READ_DATA"
             with m.State("READ_DATA"):
-                m.d.sync += [word.eq(self.csr.r_data), count.eq(4)]
-                m.next = "SEND"
+                with m.If(wait != 0):
+                    m.d.sync += wait.eq(wait - 1)
+                with m.Else():
+                    m.d.sync += [word.eq(self.csr.r_data), count.eq(4)]
+                    m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += [utx.i.payload.eq(word[:8]), utx.i.valid.eq(1)]
                 with m.If(utx.i.ready):

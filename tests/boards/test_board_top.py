@@ -92,7 +92,8 @@ def test_csr_decoder_routes_blocks():
             ctx.set(dec.bus.r_stb, 1)
             await ctx.tick()
             ctx.set(dec.bus.r_stb, 0)
-            await ctx.tick()
+            if dec.read_latency > 1:
+                await ctx.tick().repeat(dec.read_latency - 1)
             return ctx.get(dec.bus.r_data)
 
         async def write(addr, value):

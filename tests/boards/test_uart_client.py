@@ -70,7 +70,8 @@ class SimSerial:
 @pytest.fixture
 def board():
     m = Module()
-    m.submodules.bridge = bridge = UartCsrBridge(4, DIVISOR, 100 * DIVISOR)
+    m.submodules.bridge = bridge = UartCsrBridge(4, DIVISOR, 100 * DIVISOR,
+                                                 read_latency=CsrDecoder.read_latency)
     m.submodules.info = info = BoardInfo(config=0x7D0102)
     m.submodules.counters = counters = CounterBank([
         Counter("frames", "frames seen"), Counter("errors", "errors", width=32)])
