@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .platforms import BOARDS, get_board
 from .report import BuildReport, clock_aliases, evaluate, parse_log, parse_report_json
-from .top import BoardTop, ports_import_error
+from .top import BoardTop
 
 __all__ = ["TOOLS", "PIP_FIX", "ToolchainError", "BuildError", "find_toolchain", "build_board",
            "format_report"]
@@ -88,12 +88,12 @@ def _run(stage: str, cmd: list[str], cwd: Path, log: Path, env: dict) -> None:
 
 
 def build_board(board_name: str, out_dir: str | os.PathLike | None = None, *,
-                datapath: str | None = None, seed: int | None = None,
+                datapath: str = "ports", seed: int | None = None,
                 progress: Callable[[str], None] = print) -> BuildReport:
     """Build ``board_name`` into ``out_dir`` (default ``build/<board>``) and return the report.
 
-    ``datapath`` is ``"ports"`` (RxPort/TxPort) or ``"echo"``; ``None`` picks ``"ports"`` when
-    those modules import and says so when it falls back. Raises :class:`KeyError` for an unknown
+    ``datapath`` is ``"ports"`` (RxPort/TxPort, the product) or ``"echo"`` (an RGMII loop for
+    board bring-up). Raises :class:`KeyError` for an unknown
     board, :class:`ToolchainError` before doing any work when a tool is missing, and
     :class:`BuildError` when a tool fails. Missing timing is not an exception: see
     :attr:`BuildReport.timing_met`.
@@ -101,15 +101,6 @@ def build_board(board_name: str, out_dir: str | os.PathLike | None = None, *,
     board = get_board(board_name)
     tools = find_toolchain()
     cons = board.constraints()
-    missing_ports = ports_import_error()
-    if datapath is None:
-        datapath = "echo" if missing_ports else "ports"
-        if missing_ports:
-            progress(f"note: RxPort/TxPort do not import ({missing_ports}); "
-                     "building the RGMII echo stand-in")
-    elif datapath == "ports" and missing_ports:
-        raise BuildError(f"datapath 'ports' needs RxPort/TxPort, which do not import: "
-                         f"{missing_ports}")
     out = Path(out_dir if out_dir is not None else Path("build") / board.name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     seed = cons.seed if seed is None else seed

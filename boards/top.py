@@ -8,7 +8,7 @@ For each port ``n``::
 
 so every good frame a port receives is sent back out of the same port (FCS checked and stripped by
 RxPort, appended again by TxPort). ``datapath="echo"`` replaces RxPort/TxPort by a direct
-RGMII -> GMII -> RGMII loop clocked by RX_CLK; it exists to bring a board up without the MAC.
+RGMII -> GMII -> RGMII loop clocked by RX_CLK, to check a board's PHY wiring without the MAC.
 
 Clocks: one ``EHXPLLL`` makes ``sync`` (CLKOP) and ``eth_tx`` (CLKOS) at 125 MHz from the board
 oscillator, plus ``eth_tx90`` (CLKOS2, 90 degrees) when the board constraints have the FPGA provide
@@ -36,24 +36,13 @@ from crossnic.gateware.uart_bridge import UartCsrBridge
 
 from .platforms import Board, BoardConstraints
 
-__all__ = ["BOARD_ID", "ActivityLed", "PipelineStage", "CsrDecoder", "BoardInfo", "BoardTop",
-           "ports_import_error"]
+__all__ = ["BOARD_ID", "ActivityLed", "PipelineStage", "CsrDecoder", "BoardInfo", "BoardTop"]
 
 BOARD_ID = int.from_bytes(b"CNIC", "little")   # reads back as the bytes "CNIC" over the UART
 CORE_MHZ = 125.0
 PHY_RESET_CYCLES = 1 << 21                    # ~16.8 ms at 125 MHz (PHYs need >= 10 ms)
 LED_STRETCH_CYCLES = 1 << 22                  # ~34 ms at 125 MHz
 UART_TIMEOUT_CYCLES = int(CORE_MHZ * 1e6 * 0.1)   # abandon half-sent commands after 100 ms
-
-
-def ports_import_error() -> str | None:
-    """``None`` when RxPort and TxPort import cleanly, else why not."""
-    try:
-        from crossnic.gateware.rx_port import RxPort  # noqa: F401
-        from crossnic.gateware.tx_port import TxPort  # noqa: F401
-    except ImportError as e:
-        return f"{type(e).__name__}: {e}"
-    return None
 
 
 class ActivityLed(wiring.Component):

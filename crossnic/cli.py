@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", metavar="NAME", help="board to build (see --list)")
     p.add_argument("--out", metavar="DIR", help="build directory (default: build/NAME)")
     p.add_argument("--list", action="store_true", help="list the boards and exit")
-    p.add_argument("--datapath", choices=["ports", "echo"],
+    p.add_argument("--datapath", choices=["ports", "echo"], default="ports",
                    help="ports: RxPort/TxPort echo (default); echo: bring-up RGMII loop")
     p.add_argument("--seed", type=int, help="nextpnr placement seed (default: from constraints)")
     p.set_defaults(func=_cmd_build)
