@@ -7,6 +7,7 @@ Run by :mod:`crossnic.sim.replay` through the harness; talks to it through files
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import cocotb
@@ -109,6 +110,7 @@ async def replay(dut):
 
     outcomes: list[str] = []
     start_ns = get_sim_time("ns")
+    start_wall = time.monotonic()
     if p["line_rate"]:
         for frame in frames:
             await source.send(wire(frame))
@@ -129,6 +131,7 @@ async def replay(dut):
             await _drain(dut, delivered, metas, after["frames_ok"])
             before = after
     end_ns = get_sim_time("ns")
+    wall = time.monotonic() - start_wall
     counters = await csr.counters(registers)
 
     write_frames(Path(p["delivered"]), [f for _, f in delivered])
@@ -138,6 +141,7 @@ async def replay(dut):
         "metadata": metas,
         "counters": counters,
         "sim_ns": end_ns - start_ns,
+        "sim_wall_seconds": wall,
     }))
     assert len(metas) == len(delivered), "one metadata record per delivered frame"
 
