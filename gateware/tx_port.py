@@ -4,169 +4,174 @@
 
 ::
 
-    i (sync, width bytes) -> TxBuffer (store and forward, sync -> tx) -> StreamNarrower(width, 1)
-      -> MacTx (tx) -> gmii
-    MacTx.status + TxBuffer.drop (tx) -> AsyncFIFO -> counter increments -> CounterBank (sync)
+    i (sync, width bytes) -> TxBuffer: PacketFifo (store and forward, sync) -> register
+      -> AsyncFIFO (16 beats, sync -> tx) -> SkidBuffer (tx)
+      -> StreamNarrower(width, 1) (tx) -> MacTx (tx) -> gmii
+    TxBuffer.aborted/oversize (sync) + MacTx.status (tx -> AsyncFIFO -> sync) -> CounterBank
 
 The wire cannot wait once a frame has started, but the core may pause in the middle of one.
-:class:`TxBuffer` therefore releases a frame to the MAC only when its last beat is inside the
-buffer (store and forward, as NICs do): a frame from the core never underruns, however it
-stalls. The same decision point drops whole frames that cannot be sent correctly before any byte
-of them reaches the wire: frames flagged with ``error``, and frames longer than the buffer.
+:class:`TxBuffer` therefore releases a frame only when its last beat is inside the buffer (store
+and forward, as NICs do): a frame from the core never underruns, however it stalls. The same
+decision point drops whole frames that cannot be sent correctly before any byte of them reaches
+the wire: frames flagged with ``error``, and frames longer than the buffer.
+
+The frame store runs in the core clock and only a small FIFO crosses to the MAC clock, so the
+clock-crossing pointers stay a few bits wide (with the whole buffer in a 513-beat AsyncFIFO, its
+read-pointer logic held ``tx`` below 125 MHz on the LFE5U-25F-6). A released frame streams out at
+``width`` bytes per core clock and the wire takes one byte per ``tx`` clock, so the MAC never
+runs dry as long as the core clock is not slower than ``tx / width`` (31.25 MHz for a 4-byte
+stream beside 125 MHz GMII).
 """
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import AsyncFIFO, AsyncFIFOBuffered
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import AsyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .csr import Counter, CounterBank, CounterRegister, CsrSignature
 from .gmii import GmiiSignature
-from .mac_tx import MacTx, TxOutcome, TxStatus
-from .packet import PacketSignature, packet_layout
+from .mac_tx import MacTx, SkidBuffer, TxOutcome, TxStatus
+from .packet import PacketSignature
+from .packet_fifo import PacketFifo
 from .width import StreamNarrower
 
-__all__ = ["TxFrameInfo", "TxBuffer", "TxPort", "TX_COUNTERS", "SIZE_BUCKETS"]
+__all__ = ["TxBuffer", "TxPort", "TX_COUNTERS", "SIZE_BUCKETS"]
 
-
-class TxFrameInfo(data.Struct):
-    """What the write side learned about a stored frame by its last beat."""
-    error:    1   #: a beat carried ``error``
-    oversize: 1   #: longer than the buffer; stored truncated
+#: Beats of the ``sync`` -> ``tx`` crossing FIFO: covers the pointer synchronisers' round trip
+#: (a few clocks each way) with room to spare, and keeps the Gray pointers 5 bits wide.
+CROSSING_DEPTH = 16
 
 
 class TxBuffer(wiring.Component):
     """Store-and-forward frame buffer from ``sync`` (write) to ``tx`` (read).
 
-    Beats cross in an :class:`~amaranth.lib.fifo.AsyncFIFOBuffered`; for every complete frame the
-    write side also pushes a :class:`TxFrameInfo` through a second, small AsyncFIFO. The read side
-    starts a frame only after taking its info entry, i.e. once the whole frame is stored. Frames
-    with ``error``, and frames longer than the buffer (cut at ``depth`` beats, the rest of the
-    input frame discarded), are read out and dropped; each drop yields a ``drop`` record.
+    A :class:`~crossnic.gateware.packet_fifo.PacketFifo` in ``sync`` holds the frames and shows
+    each one only after its last beat; a small :class:`~amaranth.lib.fifo.AsyncFIFO` then carries
+    the beats to ``tx``, and a :class:`~crossnic.gateware.mac_tx.SkidBuffer` registers them there
+    (so the reader's ``ready`` does not reach the crossing FIFO's read pointer and RAM address in
+    the same clock). In front of the PacketFifo, which never waits, this buffer holds the input
+    back while the store is full, so frames queue instead of being dropped. A frame that fills the
+    whole store and still goes on can never fit: from then on its beats are taken and thrown away
+    (``oversize``). A frame with ``error`` on any beat is discarded whole (``aborted``).
+
+    Frames are delimited by ``last`` alone: the beat after a ``last`` starts the next frame,
+    whatever its ``first`` says.
 
     Parameters
     ----------
     width : int
         Bytes per beat.
     depth : int
-        Buffer depth in beats, rounded up to a power of 2 plus 1 (a block RAM and its output
-        register); the longest frame it can send is ``depth * width`` bytes. Line rate needs
-        room for one longest frame plus a few beats.
-    frames : int
-        Complete frames the buffer may hold at once (depth of the info FIFO).
+        Store depth in beats, rounded up to a power of 2; the longest frame it can send is
+        ``depth * width`` bytes. Line rate needs room for one longest frame plus a few beats.
 
     Attributes
     ----------
-    i : packet stream, ``sync`` domain
-    o : packet stream, ``tx`` domain; whole frames only, never ``error``
-    drop : stream of :class:`TxStatus` (``length`` 0, outcome ABORTED or OVERSIZE), ``tx``
+    i : packet stream, ``sync``
+    o : packet stream, ``tx``; whole frames only, never ``error``. Once a frame has started, a
+        reader taking one beat per ``width`` tx clocks (the MAC behind the narrower) always finds
+        the next one, as long as the ``sync`` clock is at least ``tx / width``
+    aborted : pulse, ``sync``; the last beat of a frame with ``error`` was taken (frame dropped)
+    oversize : pulse, ``sync``; the last beat of a frame longer than the store was taken
+        (frame dropped; counted here even if it also carried ``error``)
     """
 
-    def __init__(self, width: int = 4, depth: int = 512, frames: int = 16):
+    def __init__(self, width: int = 4, depth: int = 512):
         if depth < 2:
             raise ValueError(f"buffer depth must be at least 2 beats, not {depth}")
         self._width = width
         self._depth = self.depth_for(depth)
-        self._frames = 1 << ceil_log2(max(frames, 2))
         super().__init__({
             "i": In(PacketSignature(width)),
             "o": Out(PacketSignature(width)),
-            "drop": Out(stream.Signature(TxStatus)),
+            "aborted": Out(1),
+            "oversize": Out(1),
         })
 
     @staticmethod
     def depth_for(depth: int) -> int:
-        """The depth in beats a buffer asked for ``depth`` beats gets (2**n + 1 >= depth)."""
-        return (1 << ceil_log2(depth - 1)) + 1
+        """The depth in beats a buffer asked for ``depth`` beats gets (2**n >= depth)."""
+        return 1 << ceil_log2(depth)
 
     @property
     def depth(self) -> int:
-        """Buffer depth in beats (a power of 2 plus 1)."""
+        """Store depth in beats (a power of 2)."""
         return self._depth
 
     def elaborate(self, platform):
         m = Module()
-        layout = packet_layout(self._width)
-        # Buffered: the block RAM's slow clock-to-output stays off the MAC's paths.
-        m.submodules.beats = beats = AsyncFIFOBuffered(
-            width=layout.size, depth=self._depth, w_domain="sync", r_domain="tx")
-        m.submodules.infos = infos = AsyncFIFO(
-            width=TxFrameInfo.as_shape().size, depth=self._frames,
-            w_domain="sync", r_domain="tx")
+        w = self._width
+        m.submodules.store = store = PacketFifo(w, self._depth)
+        # error never crosses: the store discards such frames
+        beat = data.StructLayout({"data": 8 * w, "keep": w, "first": 1, "last": 1})
+        m.submodules.cross = cross = AsyncFIFO(
+            width=beat.size, depth=CROSSING_DEPTH, w_domain="sync", r_domain="tx")
+        m.submodules.out = out = DomainRenamer("tx")(SkidBuffer(w))
 
-        # --- write side (sync): store beats, note each frame's end -----------------------------
-        count = Signal(range(self._depth))   # beats of the current frame already stored
-        errored = Signal()                   # an earlier beat of this frame carried error
-        discard = Signal()                   # dropping the tail of an oversize frame
-        force = Signal()                     # this beat fills the buffer: cut the frame here
-        ends = Signal()
-        can = Signal()
-        stored = Signal(layout)
-        info = Signal(TxFrameInfo)
+        # --- admission (sync): frame boundaries, backpressure, error and oversize -------------
+        start = Signal(init=1)      # the next beat starts a frame
+        errored = Signal()          # an earlier beat of this frame carried error
+        count = Signal(range(self._depth))   # beats of this frame taken before the current one
+        over = Signal()             # the frame already filled the whole store: it cannot fit
+        full = Signal()
+        take = Signal()
+        # level is depth only when full, and depth is a power of 2: its top bit says "full".
         m.d.comb += [
-            force.eq(~self.i.p.last & (count == self._depth - 1)),
-            ends.eq(self.i.p.last | force),
-            can.eq(beats.w_rdy & (infos.w_rdy | ~ends)),
-            stored.eq(self.i.p),
-            stored.last.eq(ends),
-            stored.error.eq(self.i.p.error | force),
-            info.error.eq(errored | self.i.p.error | force),
-            info.oversize.eq(force),
-            beats.w_data.eq(stored),
-            infos.w_data.eq(info),
+            full.eq(store.level[-1]),
+            self.i.ready.eq(~full | over),
+            take.eq(self.i.valid & self.i.ready),
+            store.i.valid.eq(take),
+            store.i.p.data.eq(self.i.p.data),
+            store.i.p.keep.eq(self.i.p.keep),
+            store.i.p.first.eq(start),
+            store.i.p.last.eq(self.i.p.last),
+            store.i.p.error.eq(self.i.p.error | errored),
         ]
-        with m.If(discard):
-            m.d.comb += self.i.ready.eq(1)
-            with m.If(self.i.valid & self.i.p.last):
-                m.d.sync += discard.eq(0)
-        with m.Else():
-            m.d.comb += [
-                self.i.ready.eq(can),
-                beats.w_en.eq(self.i.valid & can),
-                infos.w_en.eq(self.i.valid & can & ends),
-            ]
-            with m.If(self.i.valid & can):
-                with m.If(ends):
-                    m.d.sync += [count.eq(0), errored.eq(0), discard.eq(force)]
-                with m.Else():
-                    m.d.sync += [count.eq(count + 1), errored.eq(errored | self.i.p.error)]
-
-        # --- read side (tx): one whole frame at a time ------------------------------------------
-        head = layout(beats.r_data)
-        entry = TxFrameInfo(infos.r_data)
-        outcome = Signal(TxOutcome)
-        m.d.comb += [
-            self.o.p.eq(head),
-            self.o.p.error.eq(0),
-            self.drop.p.length.eq(0),
-            self.drop.p.outcome.eq(outcome),
-        ]
-        with m.FSM(domain="tx"):
-            with m.State("WAIT"):
-                m.d.comb += infos.r_en.eq(1)
-                with m.If(infos.r_rdy):
-                    with m.If(entry.error | entry.oversize):
-                        m.d.tx += outcome.eq(Mux(entry.oversize, TxOutcome.OVERSIZE,
-                                                 TxOutcome.ABORTED))
-                        m.next = "DROP"
-                    with m.Else():
-                        m.next = "SEND"
-            with m.State("SEND"):
+        with m.If(take):
+            with m.If(self.i.p.last):
                 m.d.comb += [
-                    self.o.valid.eq(beats.r_rdy),
-                    beats.r_en.eq(self.o.ready),
+                    self.oversize.eq(over),
+                    self.aborted.eq(~over & (self.i.p.error | errored)),
                 ]
-                with m.If(self.o.valid & self.o.ready & head.last):
-                    m.next = "WAIT"
-            with m.State("DROP"):
-                m.d.comb += beats.r_en.eq(1)
-                with m.If(beats.r_rdy & head.last):
-                    m.next = "REPORT"
-            with m.State("REPORT"):
-                m.d.comb += self.drop.valid.eq(1)
-                with m.If(self.drop.ready):
-                    m.next = "WAIT"
+                m.d.sync += [start.eq(1), errored.eq(0), count.eq(0), over.eq(0)]
+            with m.Else():
+                m.d.sync += [start.eq(0), errored.eq(errored | self.i.p.error)]
+                # After ``depth`` beats the store is full of this frame alone; its next beat
+                # finds no room and the PacketFifo drops the frame, so let the rest through.
+                with m.If(count == self._depth - 1):
+                    m.d.sync += over.eq(1)
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+
+        # --- crossing: whole frames, one beat per sync clock -----------------------------------
+        # The PacketFifo's beats come straight from block RAM (slow clock-to-output on the ECP5):
+        # register them once before the crossing FIFO's RAM, loading with a clock enable only.
+        staged = Signal(beat, reset_less=True)   # qualified by staged_valid
+        staged_valid = Signal()
+        m.d.comb += [
+            store.o.ready.eq(~staged_valid | cross.w_rdy),
+            cross.w_data.eq(staged),
+            cross.w_en.eq(staged_valid),
+        ]
+        with m.If(store.o.ready):
+            m.d.sync += [
+                staged.data.eq(store.o.p.data),
+                staged.keep.eq(store.o.p.keep),
+                staged.first.eq(store.o.p.first),
+                staged.last.eq(store.o.p.last),
+                staged_valid.eq(store.o.valid),
+            ]
+        head = beat(cross.r_data)
+        m.d.comb += [
+            out.i.valid.eq(cross.r_rdy),
+            out.i.p.data.eq(head.data),
+            out.i.p.keep.eq(head.keep),
+            out.i.p.first.eq(head.first),
+            out.i.p.last.eq(head.last),
+            cross.r_en.eq(out.i.ready),
+        ]
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         return m
 
 
@@ -202,14 +207,15 @@ class TxPort(wiring.Component):
     """One transmit port: frames from the core (``sync``) onto GMII (``tx``), with counters.
 
     Domains: ``sync`` is the core clock, ``tx`` the GMII transmit clock (125 MHz); reset both
-    together. A parent renames ``tx`` per port (``DomainRenamer({"tx": "eth0_tx"})``).
+    together. A parent renames ``tx`` per port (``DomainRenamer({"tx": "eth0_tx"})``). ``sync``
+    must not be slower than ``tx / width`` or released frames may underrun on the wire.
 
     Parameters
     ----------
     width : int
         Bytes per beat of the core-side stream.
     fifo_depth : int
-        Store-and-forward buffer in beats (rounded up to 2**n + 1); frames longer than
+        Store-and-forward buffer in beats (rounded up to a power of 2); frames longer than
         :attr:`max_frame_length` bytes are dropped and counted as ``oversize``.
 
     Attributes
@@ -253,22 +259,17 @@ class TxPort(wiring.Component):
         wiring.connect(m, mac.gmii, wiring.flipped(self.gmii))
         wiring.connect(m, wiring.flipped(self.csr), bank.csr)
 
-        # Frame records cross to the core clock. The MAC's record cannot wait and wins; a frame
-        # ends at most once per 21 tx clocks and the sync side reads every clock, so 8 entries
-        # never fill while both clocks run.
+        # MAC records cross to the core clock. The MAC cannot wait for them; a frame ends at most
+        # once per 21 tx clocks (preamble, one byte and the gap) and the sync side reads every
+        # clock, so 8 entries never fill while both clocks run.
         m.submodules.status = fifo = AsyncFIFO(
             width=TxStatus.as_shape().size, depth=8, w_domain="tx", r_domain="sync")
-        with m.If(mac.status.valid):
-            m.d.comb += [fifo.w_data.eq(mac.status.p), fifo.w_en.eq(1)]
-        with m.Else():
-            m.d.comb += [
-                fifo.w_data.eq(buffer.drop.p),
-                fifo.w_en.eq(buffer.drop.valid),
-                buffer.drop.ready.eq(fifo.w_rdy),
-            ]
+        m.d.comb += [fifo.w_data.eq(mac.status.p), fifo.w_en.eq(mac.status.valid)]
 
         # Decode each record into counter increments, registered: the length compares and the
-        # 64-bit counter adders would not fit one 8 ns clock together.
+        # 64-bit counter adders would not fit one 8 ns clock together. Dropped frames are counted
+        # where the buffer drops them, in sync (the MAC never sees an ``error`` beat, so it never
+        # reports ABORTED or OVERSIZE itself).
         status = TxStatus(fifo.r_data)
         ok = Signal()
         inc = Signal.like(bank.inc)
@@ -282,8 +283,8 @@ class TxPort(wiring.Component):
             *[getattr(inc, name).eq(ok & (status.length >= lo) & (status.length <= hi))
               for name, lo, hi in SIZE_BUCKETS],
             inc.underrun.eq(fifo.r_rdy & (status.outcome == TxOutcome.UNDERRUN)),
-            inc.aborted.eq(fifo.r_rdy & (status.outcome == TxOutcome.ABORTED)),
-            inc.oversize.eq(fifo.r_rdy & (status.outcome == TxOutcome.OVERSIZE)),
+            inc.aborted.eq(buffer.aborted),
+            inc.oversize.eq(buffer.oversize),
         ]
         m.d.comb += ok.eq(fifo.r_rdy & (status.outcome == TxOutcome.OK))
         return m

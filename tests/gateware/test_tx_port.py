@@ -35,6 +35,11 @@ def test_line_rate(run_cocotb, sync_ns):
     _run(run_cocotb, "test_line_rate", frames=300, sync_ns=sync_ns)
 
 
+def test_slow_core_clock(run_cocotb):
+    """The core clock at exactly tx / 4, the slowest the port is specified for."""
+    _run(run_cocotb, "test_slow_core", sync_ns=32.0)
+
+
 def test_core_stall_mid_frame(run_cocotb):
     _run(run_cocotb, "test_core_stall")
 
