@@ -30,13 +30,14 @@ from amaranth.lib.wiring import In, Out
 
 from crossnic.gateware.csr import CounterBank, CounterRegister, CsrSignature
 from crossnic.gateware.ecp5_pll import EHXPLLL
-from crossnic.gateware.packet import PacketSignature
 from crossnic.gateware.rgmii import RgmiiRx, RgmiiTx, delay_taps
+from crossnic.gateware.rx_port import RxPort
+from crossnic.gateware.tx_port import TxPort
 from crossnic.gateware.uart_bridge import UartCsrBridge
 
 from .platforms import Board, BoardConstraints
 
-__all__ = ["BOARD_ID", "ActivityLed", "PipelineStage", "CsrDecoder", "BoardInfo", "BoardTop"]
+__all__ = ["BOARD_ID", "ActivityLed", "CsrDecoder", "BoardInfo", "BoardTop"]
 
 BOARD_ID = int.from_bytes(b"CNIC", "little")   # reads back as the bytes "CNIC" over the UART
 CORE_MHZ = 125.0
@@ -63,36 +64,6 @@ class ActivityLed(wiring.Component):
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
         m.d.comb += self.led.eq(timer != 0)
-        return m
-
-
-class PipelineStage(wiring.Component):
-    """A register slice for a packet stream: registered ``o`` and a registered ``i.ready``.
-
-    Breaks every combinational path through the stream (data, ``valid`` and ``ready``) at the
-    cost of one cycle, keeping full throughput with a one-beat skid register. The board top puts
-    one between RxPort and TxPort so the receive buffer's RAM output does not feed TxPort's
-    logic in the same cycle.
-    """
-
-    def __init__(self, width: int):
-        super().__init__({
-            "i": In(PacketSignature(width)),
-            "o": Out(PacketSignature(width)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        skid = Signal.like(self.i.payload)
-        skid_valid = Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(self.o.ready | ~self.o.valid):
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m
 
 
@@ -314,8 +285,6 @@ class BoardTop(Elaboratable):
             m.submodules[f"eth{n}_rgmii_rx"] = rgmii_rx
 
             if self.datapath == "ports":
-                from crossnic.gateware.rx_port import RxPort
-                from crossnic.gateware.tx_port import TxPort
                 tx_dom = "eth_tx"
                 rgmii_tx = DomainRenamer({"tx": "eth_tx", "tx90": "eth_tx90"})(
                     RgmiiTx(pins, clk_domain="tx90" if tx90 else "tx"))
@@ -323,10 +292,8 @@ class BoardTop(Elaboratable):
                 tx_port = DomainRenamer({"tx": "eth_tx"})(TxPort(width=4))
                 m.submodules[f"eth{n}_rx_port"] = rx_port
                 m.submodules[f"eth{n}_tx_port"] = tx_port
-                m.submodules[f"eth{n}_pipe"] = pipe = PipelineStage(4)
                 wiring.connect(m, rgmii_rx.gmii, rx_port.gmii)
-                wiring.connect(m, rx_port.o, pipe.i)
-                wiring.connect(m, pipe.o, tx_port.i)
+                wiring.connect(m, rx_port.o, tx_port.i)    # RxPort's output is registered
                 wiring.connect(m, tx_port.gmii, rgmii_tx.gmii)
                 blocks.append((f"eth{n}_rx", rx_port.csr, rx_port.registers))
                 blocks.append((f"eth{n}_tx", tx_port.csr, tx_port.registers))

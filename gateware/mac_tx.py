@@ -24,11 +24,12 @@ from amaranth.lib import crc, data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .gmii import PREAMBLE, SFD, GmiiSignature
-from .packet import PacketSignature
+from .packet import PacketSignature, packet_layout
+from .skid_buffer import SkidBuffer
 
 __all__ = [
     "TxOutcome", "TxStatus",
-    "SkidBuffer", "TxPadder", "FcsInserter", "PreambleInserter", "IfgInserter", "GmiiTransmitter",
+    "TxPadder", "FcsInserter", "PreambleInserter", "IfgInserter", "GmiiTransmitter",
     "MacTx",
     "MIN_FRAME_LENGTH", "IFG_LENGTH", "PREAMBLE_LENGTH",
 ]
@@ -64,36 +65,6 @@ class TxStatus(data.Struct):
 
 def _byte_stages_signature() -> dict:
     return {"i": In(PacketSignature(1)), "o": Out(PacketSignature(1))}
-
-
-class SkidBuffer(wiring.Component):
-    """Registers a packet stream in both directions (payload/valid and ready), at full rate.
-
-    Cuts long combinational paths between stages at 125 MHz: one clock of latency, no bubbles
-    (a second register catches the beat that arrives while the output is stalled).
-
-    Parameters
-    ----------
-    width : int
-        Bytes per beat.
-    """
-
-    def __init__(self, width: int = 1):
-        super().__init__({"i": In(PacketSignature(width)), "o": Out(PacketSignature(width))})
-
-    def elaborate(self, platform):
-        m = Module()
-        skid = Signal.like(self.i.p)
-        skid_valid = Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(~self.o.valid | self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [self.o.p.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.p.eq(self.i.p), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.p), skid_valid.eq(1)]
-        return m
 
 
 class TxPadder(wiring.Component):
@@ -421,10 +392,10 @@ class MacTx(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.skid_in = skid_in = SkidBuffer(1)
+        m.submodules.skid_in = skid_in = SkidBuffer(packet_layout(1))
         m.submodules.padder = padder = TxPadder(self._min_length)
         m.submodules.fcs = fcs = FcsInserter()
-        m.submodules.skid_fcs = skid_fcs = SkidBuffer(1)
+        m.submodules.skid_fcs = skid_fcs = SkidBuffer(packet_layout(1))
         m.submodules.preamble = preamble = PreambleInserter()
         m.submodules.ifg = ifg = IfgInserter(self._ifg)
         m.submodules.transmitter = transmitter = GmiiTransmitter(PREAMBLE_LENGTH)

@@ -12,6 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .packet import PacketSignature
+from .skid_buffer import SkidBuffer
 
 __all__ = ["PacketFifo"]
 
@@ -32,7 +33,8 @@ class PacketFifo(wiring.Component):
         Always ready. A beat with ``first`` starts a new frame (an unfinished one before it is
         discarded); beats outside a frame are ignored.
     o : Out(PacketSignature(width))
-        Committed frames, one beat per clock when ready; ``error`` is never set.
+        Committed frames, one beat per clock when ready; ``error`` is never set. Registered
+        (payload, ``valid`` and ``ready``), so it can drive logic anywhere on the chip.
     commit : Out(1)
         Pulses with the last beat of a frame that was stored (it will appear on ``o``).
     overflow : Out(1)
@@ -41,6 +43,10 @@ class PacketFifo(wiring.Component):
     level : Out(range(depth + 1))
         Beats stored, including those of a frame still being written.
     """
+
+    #: Beats of committed frames held outside the RAM when the reader stalls (the read register
+    #: and the two registers of the skid buffer behind it).
+    OUTPUT_BEATS = 3
 
     def __init__(self, width: int, depth: int):
         if depth < 2 or depth & (depth - 1):
@@ -124,19 +130,24 @@ class PacketFifo(wiring.Component):
                     m.d.sync += committed.eq(base + 1)
                     m.d.comb += self.commit.eq(1)
 
-        # Read side: one output register fed by the synchronous read port.
+        # Read side: the synchronous read port, then a skid buffer right beside the block RAM,
+        # so the RAM's slow clock-to-output (and the collision bypass Yosys puts after it) never
+        # shares a cycle with the logic behind ``o``.
+        m.submodules.out = out = SkidBuffer(self.o.p.shape())
+        head = out.i
         load = Signal()
         m.d.comb += [
-            load.eq((rd != committed) & (~self.o.valid | self.o.ready)),
+            load.eq((rd != committed) & (~head.valid | head.ready)),
             rport.addr.eq(rd[:-1]),
             rport.en.eq(load),
-            self.o.p.data.eq(rport.data.data),
-            self.o.p.keep.eq(rport.data.keep),
-            self.o.p.first.eq(rport.data.first),
-            self.o.p.last.eq(rport.data.last),
+            head.p.data.eq(rport.data.data),
+            head.p.keep.eq(rport.data.keep),
+            head.p.first.eq(rport.data.first),
+            head.p.last.eq(rport.data.last),
         ]
         with m.If(load):
-            m.d.sync += [rd.eq(rd + 1), self.o.valid.eq(1)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+            m.d.sync += [rd.eq(rd + 1), head.valid.eq(1)]
+        with m.Elif(head.ready):
+            m.d.sync += head.valid.eq(0)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         return m

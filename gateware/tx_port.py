@@ -31,9 +31,10 @@ from amaranth.utils import ceil_log2
 
 from .csr import Counter, CounterBank, CounterRegister, CsrSignature
 from .gmii import GmiiSignature
-from .mac_tx import MacTx, SkidBuffer, TxOutcome, TxStatus
-from .packet import PacketSignature
+from .mac_tx import MacTx, TxOutcome, TxStatus
+from .packet import PacketSignature, packet_layout
 from .packet_fifo import PacketFifo
+from .skid_buffer import SkidBuffer
 from .width import StreamNarrower
 
 __all__ = ["TxBuffer", "TxPort", "TX_COUNTERS", "SIZE_BUCKETS"]
@@ -48,12 +49,12 @@ class TxBuffer(wiring.Component):
 
     A :class:`~crossnic.gateware.packet_fifo.PacketFifo` in ``sync`` holds the frames and shows
     each one only after its last beat; a small :class:`~amaranth.lib.fifo.AsyncFIFO` then carries
-    the beats to ``tx``, and a :class:`~crossnic.gateware.mac_tx.SkidBuffer` registers them there
-    (so the reader's ``ready`` does not reach the crossing FIFO's read pointer and RAM address in
-    the same clock). In front of the PacketFifo, which never waits, this buffer holds the input
-    back while the store is full, so frames queue instead of being dropped. A frame that fills the
-    whole store and still goes on can never fit: from then on its beats are taken and thrown away
-    (``oversize``). A frame with ``error`` on any beat is discarded whole (``aborted``).
+    the beats to ``tx``, and a :class:`~crossnic.gateware.skid_buffer.SkidBuffer` registers them
+    there (so the reader's ``ready`` does not reach the crossing FIFO's read pointer and RAM
+    address in the same clock). In front of the PacketFifo, which never waits, this buffer holds
+    the input back while the store is full, so frames queue instead of being dropped. A frame that
+    fills the whole store and still goes on can never fit: from then on its beats are taken and
+    thrown away (``oversize``). A frame with ``error`` on any beat is discarded whole (``aborted``).
 
     Frames are delimited by ``last`` alone: the beat after a ``last`` starts the next frame,
     whatever its ``first`` says.
@@ -107,7 +108,7 @@ class TxBuffer(wiring.Component):
         beat = data.StructLayout({"data": 8 * w, "keep": w, "first": 1, "last": 1})
         m.submodules.cross = cross = AsyncFIFO(
             width=beat.size, depth=CROSSING_DEPTH, w_domain="sync", r_domain="tx")
-        m.submodules.out = out = DomainRenamer("tx")(SkidBuffer(w))
+        m.submodules.out = out = DomainRenamer("tx")(SkidBuffer(packet_layout(w)))
 
         # --- admission (sync): frame boundaries, backpressure, error and oversize -------------
         start = Signal(init=1)      # the next beat starts a frame
@@ -145,23 +146,13 @@ class TxBuffer(wiring.Component):
                     m.d.sync += count.eq(count + 1)
 
         # --- crossing: whole frames, one beat per sync clock -----------------------------------
-        # The PacketFifo's beats come straight from block RAM (slow clock-to-output on the ECP5):
-        # register them once before the crossing FIFO's RAM, loading with a clock enable only.
-        staged = Signal(beat, reset_less=True)   # qualified by staged_valid
-        staged_valid = Signal()
+        # The PacketFifo's output is registered, so it can feed the crossing FIFO's RAM directly.
         m.d.comb += [
-            store.o.ready.eq(~staged_valid | cross.w_rdy),
-            cross.w_data.eq(staged),
-            cross.w_en.eq(staged_valid),
+            store.o.ready.eq(cross.w_rdy),
+            cross.w_en.eq(store.o.valid),
+            cross.w_data.eq(Cat(store.o.p.data, store.o.p.keep,      # the layout of `beat`
+                                store.o.p.first, store.o.p.last)),
         ]
-        with m.If(store.o.ready):
-            m.d.sync += [
-                staged.data.eq(store.o.p.data),
-                staged.keep.eq(store.o.p.keep),
-                staged.first.eq(store.o.p.first),
-                staged.last.eq(store.o.p.last),
-                staged_valid.eq(store.o.valid),
-            ]
         head = beat(cross.r_data)
         m.d.comb += [
             out.i.valid.eq(cross.r_rdy),

@@ -1,75 +1,11 @@
-"""The board top's own blocks in amaranth.sim: register slice, CSR decoder, info block, LEDs."""
-
-import random
+"""The board top's own blocks in amaranth.sim: CSR decoder, info block, LEDs."""
 
 from amaranth import *
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from crossnic.boards.top import BOARD_ID, ActivityLed, BoardInfo, CsrDecoder, PipelineStage
+from crossnic.boards.top import BOARD_ID, ActivityLed, BoardInfo, CsrDecoder
 from crossnic.gateware.csr import Counter, CounterBank
-
-WIDTH = 4
-
-
-async def _send(ctx, port, frames, rng, idle):
-    for frame in frames:
-        beats = [frame[i:i + WIDTH] for i in range(0, len(frame), WIDTH)]
-        for n, chunk in enumerate(beats):
-            while rng.random() < idle:
-                await ctx.tick()
-            ctx.set(port.p, {"data": int.from_bytes(chunk, "little"),
-                             "keep": (1 << len(chunk)) - 1, "first": n == 0,
-                             "last": n == len(beats) - 1, "error": 0})
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            ctx.set(port.valid, 0)
-
-
-def _run_pipe(frames, idle, stall, seed=1):
-    dut = PipelineStage(WIDTH)
-    rng = random.Random(seed)
-    got, cycles = [], []
-
-    async def producer(ctx):
-        await _send(ctx, dut.i, frames, rng, idle)
-
-    async def consumer(ctx):
-        buf = bytearray()
-        n = 0
-        while len(got) < len(frames):
-            ready = not rng.random() < stall
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, p = await ctx.tick().sample(dut.o.valid, dut.o.p)
-            n += 1
-            if valid and ready:
-                raw = p.data.to_bytes(WIDTH, "little")
-                buf += bytes(raw[i] for i in range(WIDTH) if p.keep >> i & 1)
-                if p.last:
-                    got.append(bytes(buf))
-                    buf.clear()
-        cycles.append(n)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got, cycles[0]
-
-
-def test_pipeline_stage_keeps_frames_under_backpressure():
-    rng = random.Random(3)
-    frames = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 70))) for _ in range(40)]
-    got, _ = _run_pipe(frames, idle=0.3, stall=0.4)
-    assert got == frames
-
-
-def test_pipeline_stage_full_rate():
-    frames = [bytes(range(64))] * 10                 # 160 beats
-    got, cycles = _run_pipe(frames, idle=0, stall=0)
-    assert got == frames
-    assert cycles <= 160 + 3
 
 
 def test_csr_decoder_routes_blocks():

@@ -15,7 +15,6 @@ from crossnic.gateware.mac_tx import (
     IfgInserter,
     MacTx,
     PreambleInserter,
-    SkidBuffer,
     TxOutcome,
     TxPadder,
 )
@@ -69,40 +68,6 @@ async def _send_beats(ctx, port, frame: bytes, *, error=False, empty_last=False,
         ctx.set(port.valid, 1)
         await ctx.tick().until(port.ready)
     ctx.set(port.valid, 0)
-
-
-# --- SkidBuffer -------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("idle,stall", [(0, 0), (0.3, 0.3), (0, 0.5)])
-def test_skid_buffer_keeps_frames(idle, stall):
-    rng = random.Random(4)
-    frames = [(bytes(rng.randrange(256) for _ in range(n)), n % 3 == 0) for n in (1, 2, 7, 64)]
-    got = _run_stage(SkidBuffer(1), frames, idle=idle, stall=stall)
-    assert [(g[0], g[1]) for g in got] == [(f, int(e)) for f, e in frames]
-
-
-def test_skid_buffer_full_rate():
-    """With the output always ready, one beat per clock goes through, after one clock."""
-    dut = SkidBuffer(1)
-    seen = []
-
-    async def producer(ctx):
-        await send_frame(ctx, dut.i, bytes(range(32)), 1)
-
-    async def consumer(ctx):
-        ctx.set(dut.o.ready, 1)
-        for cycle in range(40):
-            _, _, valid, p = await ctx.tick().sample(dut.o.valid, dut.o.p)
-            if valid:
-                seen.append((cycle, p.data))
-
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    assert [d for _, d in seen] == list(range(32))
-    assert seen[-1][0] - seen[0][0] == 31
 
 
 # --- TxPadder ---------------------------------------------------------------------------------

@@ -95,8 +95,8 @@ def test_overflow_drops_whole_frames():
     expected, overflows, used = [], 0, 0
     for f, e in zip(frames, errors, strict=True):
         beats = -(-len(f) // width)
-        # The output register holds one more beat once the first frame is committed.
-        if used + beats <= depth + (1 if expected else 0):
+        # The output registers take beats of committed frames out of the RAM.
+        if used + beats <= depth + min(PacketFifo.OUTPUT_BEATS, used):
             if not e:
                 expected.append(f)
                 used += beats
