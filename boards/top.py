@@ -119,9 +119,11 @@ class CsrDecoder(wiring.Component):
             hit = (sel == k) & (offset < (1 << w))
             with m.If(hit):
                 m.d.comb += hit_sel.eq(k)
+            # Each block gets its own address/data registers, loaded only when it is accessed:
+            # shared ones (Yosys merges identical registers) would fan out across the chip.
+            with m.If((self.bus.r_stb | self.bus.w_stb) & hit):
+                m.d.sync += [b.addr.eq(offset), b.w_data.eq(self.bus.w_data)]
             m.d.sync += [
-                b.addr.eq(offset),
-                b.w_data.eq(self.bus.w_data),
                 b.r_stb.eq(self.bus.r_stb & hit),
                 b.w_stb.eq(self.bus.w_stb & hit),
             ]

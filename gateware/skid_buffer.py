@@ -9,11 +9,12 @@ __all__ = ["SkidBuffer"]
 
 
 class SkidBuffer(wiring.Component):
-    """Registers a stream in both directions (payload/valid forward, ready backward).
+    """A two-entry register FIFO between two halves of a stream.
 
-    One clock of latency and no bubbles: a second register catches the beat that arrives in the
-    cycle the output stalls. Used where a slow source (a block RAM's clock-to-output, a long
-    route across the chip) would otherwise share a cycle with the logic behind it.
+    One clock of latency, no bubbles, and no combinational path from ``i`` to ``o`` or from
+    ``o.ready`` to ``i.ready``. Each entry loads straight from ``i.payload`` with a clock enable
+    (no multiplexer in front of the registers), so a slow source such as a block RAM's
+    clock-to-output has the whole cycle; the choice between the two entries is made after them.
 
     Parameters
     ----------
@@ -29,14 +30,23 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid = Signal.like(self.i.payload)
-        skid_valid = Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(~self.o.valid | self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        entries = [Signal.like(self.i.payload, name=f"entry{n}") for n in range(2)]
+        full = Signal(2)
+        wr = Signal()       # entry the next input beat goes to
+        rd = Signal()       # entry the output shows
+        m.d.comb += [
+            self.i.ready.eq(~full.bit_select(wr, 1)),
+            self.o.valid.eq(full.bit_select(rd, 1)),
+            self.o.payload.eq(Mux(rd, entries[1], entries[0])),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            for n, entry in enumerate(entries):
+                with m.If(wr == n):
+                    m.d.sync += [entry.eq(self.i.payload), full[n].eq(1)]
+            m.d.sync += wr.eq(~wr)
+        with m.If(self.o.valid & self.o.ready):
+            for n in range(2):
+                with m.If(rd == n):
+                    m.d.sync += full[n].eq(0)
+            m.d.sync += rd.eq(~rd)
         return m
