@@ -47,7 +47,11 @@ UART_TIMEOUT_CYCLES = int(CORE_MHZ * 1e6 * 0.1)   # abandon half-sent commands a
 
 
 class ActivityLed(wiring.Component):
-    """Lights ``led`` for ``stretch`` clocks after each ``pulse`` so short events are visible."""
+    """Lights ``led`` for ``stretch`` clocks after each ``pulse`` so short events are visible.
+
+    ``led`` is a register (a clock after ``pulse``): it drives a pin and the status register
+    across the chip, so the timer's zero test stays out of those paths.
+    """
 
     pulse: In(1)
     led: Out(1)
@@ -60,10 +64,9 @@ class ActivityLed(wiring.Component):
         m = Module()
         timer = Signal(range(self._stretch + 1))
         with m.If(self.pulse):
-            m.d.sync += timer.eq(self._stretch)
+            m.d.sync += [timer.eq(self._stretch), self.led.eq(1)]
         with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
-        m.d.comb += self.led.eq(timer != 0)
+            m.d.sync += [timer.eq(timer - 1), self.led.eq(timer != 1)]
         return m
 
 
@@ -74,23 +77,29 @@ class CsrDecoder(wiring.Component):
     strobes, address and write data going to the blocks are registered, because the blocks sit
     all over the chip and their read multiplexers and latch enables would otherwise share one
     cycle with the address decode (the colorlight's `sync` clock missed 125 MHz on exactly that
-    path). Read data therefore arrives :attr:`read_latency` cycles after ``bus.r_stb``.
+    path). Read data therefore arrives :attr:`read_latency` cycles after ``bus.r_stb``: one
+    register stage plus the blocks' own latency.
 
     Parameters
     ----------
     widths : list of int
         Address width of each block's bus (at most ``block_bits``).
     block_bits : int
+    block_latency : int
+        The blocks' read latency (every block must have this one).
     """
 
-    #: cycles from ``bus.r_stb`` to valid ``bus.r_data``: one register stage plus the block's own
-    read_latency = 2
-
-    def __init__(self, widths: list[int], block_bits: int):
+    def __init__(self, widths: list[int], block_bits: int, *,
+                 block_latency: int = CounterBank.read_latency):
         if any(w > block_bits for w in widths):
             raise ValueError(f"block address widths {widths} exceed block_bits={block_bits}")
+        if block_latency < 1:
+            raise ValueError(f"block read latency must be at least 1, not {block_latency}")
         self._widths = list(widths)
         self._block_bits = block_bits
+        self._block_latency = block_latency
+        #: cycles from ``bus.r_stb`` to valid ``bus.r_data``
+        self.read_latency = 1 + block_latency
         sel_bits = max(1, (len(widths) - 1).bit_length())
         self.addr_width = block_bits + sel_bits
         members = {"bus": In(CsrSignature(self.addr_width))}
@@ -108,8 +117,11 @@ class CsrDecoder(wiring.Component):
         none = len(self._widths)
         hit_sel = Signal(range(none + 1), init=none)
         read_sel = Signal(range(none + 1), init=none)    # block being read, one cycle later
-        data_sel = Signal(range(none + 1), init=none)    # ... when its data is due
-        m.d.sync += data_sel.eq(read_sel)
+        data_sel = read_sel                              # ... delayed until its data is due
+        for k in range(self._block_latency):
+            delayed = Signal(range(none + 1), init=none, name=f"data_sel{k}")
+            m.d.sync += delayed.eq(data_sel)
+            data_sel = delayed
         with m.If(self.bus.r_stb):
             m.d.sync += read_sel.eq(hit_sel)
         with m.Else():
@@ -155,6 +167,9 @@ class BoardInfo(wiring.Component):
         ("uart_errors", "[15:0] bytes with a bad stop bit, [31:16] abandoned commands"),
     )
 
+    #: clocks from ``csr.r_stb`` to valid ``csr.r_data``
+    read_latency = 2
+
     def __init__(self, config: int):
         self._config = config
         super().__init__({
@@ -172,12 +187,14 @@ class BoardInfo(wiring.Component):
         m = Module()
         scratch = Signal(32)
         values = [C(BOARD_ID, 32), C(self._config, 32), self.status, scratch, self.uart_errors]
+        word = Signal(32)
         with m.If(self.csr.r_stb):
-            m.d.sync += self.csr.r_data.eq(0)
+            m.d.sync += word.eq(0)
             with m.Switch(self.csr.addr):
                 for addr, value in enumerate(values):
                     with m.Case(addr):
-                        m.d.sync += self.csr.r_data.eq(value)
+                        m.d.sync += word.eq(value)
+        m.d.sync += self.csr.r_data.eq(word)    # the same read latency as a CounterBank
         with m.If(self.csr.w_stb & (self.csr.addr == 3)):
             m.d.sync += scratch.eq(self.csr.w_data)
         return m
@@ -200,6 +217,11 @@ class BoardTop(Elaboratable):
     def __init__(self, board: Board, constraints: BoardConstraints, *, datapath: str = "ports"):
         if datapath not in ("ports", "echo"):
             raise ValueError(f"datapath must be 'ports' or 'echo', not {datapath!r}")
+        if datapath == "echo" and constraints.tx_clock_shift_deg != 0:
+            # The echo loop forwards RX_CLK as TX_CLK; it has no 90-degree clock to shift it.
+            raise ValueError(
+                f"{board.name}: the echo datapath cannot add the {constraints.tx_clock_shift_deg:g}"
+                "-degree TX clock shift its constraints ask for; use the ports datapath")
         self.board = board
         self.constraints = constraints
         self.datapath = datapath

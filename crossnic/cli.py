@@ -39,7 +39,7 @@ def _cmd_build(args) -> int:
     out = args.out or f"build/{args.board}"
     try:
         report = build_board(args.board, out, datapath=args.datapath, seed=args.seed)
-    except ToolchainError as e:
+    except (ToolchainError, ValueError) as e:
         raise CliError(str(e)) from None
     except BuildError as e:
         print(f"crossnic: build failed: {e}", file=sys.stderr)

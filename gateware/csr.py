@@ -16,9 +16,11 @@ __all__ = ["CsrSignature", "Counter", "CounterRegister", "CounterBank"]
 class CsrSignature(wiring.Signature):
     """Word-addressed register bus, seen from the initiator.
 
-    A read strobes ``r_stb`` with ``addr``; a register block's ``r_data`` holds the word on the
-    next cycle. Anything that registers the bus on the way (a decoder spanning the chip) adds
-    cycles and says so in its ``read_latency``, which the initiator honours. A write strobes
+    A read strobes ``r_stb`` with ``addr``; a register block's ``r_data`` holds the word
+    ``read_latency`` cycles later (an attribute of the block: 2 for :class:`CounterBank`, whose
+    read multiplexer is pipelined). Anything that registers the bus on the way (a decoder
+    spanning the chip) adds cycles and says so in its own ``read_latency``, which the initiator
+    honours. ``addr`` must be held until the data is due. A write strobes
     ``w_stb`` with ``addr`` and ``w_data``. Unmapped addresses read as zero and ignore writes,
     so no access can hang the bus.
     """
@@ -54,13 +56,18 @@ class CounterRegister:
 class CounterBank(wiring.Component):
     """Free-running statistics counters readable over :class:`CsrSignature`.
 
-    Counters wider than 32 bits span two words; reading the low word latches the high word, so a
-    low-then-high read is atomic. Writing any value to a counter's first word clears it.
+    Counters wider than 32 bits span two words; reading the low word latches the high word into
+    a latch shared by the bank, so reading a counter's low word and then its high word (with no
+    other low-word read of the bank between) is atomic. Writing any value to a counter's first
+    word clears it. Read data is valid :attr:`read_latency` clocks after ``r_stb``.
 
     Parameters
     ----------
     counters : list of :class:`Counter`
     """
+
+    #: clocks from ``csr.r_stb`` to valid ``csr.r_data``
+    read_latency = 2
 
     def __init__(self, counters: list[Counter]):
         names = [c.name for c in counters]
@@ -71,20 +78,22 @@ class CounterBank(wiring.Component):
                 raise ValueError(f"counter {c.name!r}: width must be 1..64, not {c.width}")
         self._counters = list(counters)
         self._registers = self._allocate()
-        addr_width = max(1, (len(self._registers) - 1).bit_length())
+        addr_width = max(1, (2 * len(self._counters) - 1).bit_length())
         super().__init__({
             "csr": In(CsrSignature(addr_width)),
             "inc": In(data.StructLayout({c.name: c.inc_width for c in counters})),
         })
 
     def _allocate(self) -> list[CounterRegister]:
+        # Counter k owns words 2k (low) and 2k+1 (high, absent for counters of 32 bits or
+        # fewer), so the read multiplexer selects among counters, not words.
         regs = []
-        for c in self._counters:
+        for k, c in enumerate(self._counters):
             if c.width > 32:
-                regs.append(CounterRegister(c.name, len(regs), "lo", c.doc))
-                regs.append(CounterRegister(c.name, len(regs), "hi", c.doc))
+                regs.append(CounterRegister(c.name, 2 * k, "lo", c.doc))
+                regs.append(CounterRegister(c.name, 2 * k + 1, "hi", c.doc))
             else:
-                regs.append(CounterRegister(c.name, len(regs), "", c.doc))
+                regs.append(CounterRegister(c.name, 2 * k, "", c.doc))
         return regs
 
     @property
@@ -107,21 +116,30 @@ class CounterBank(wiring.Component):
             with m.Else():
                 m.d.sync += value.eq(value + getattr(self.inc, c.name))
 
-        # ``r_data`` follows ``addr`` every cycle, so ``r_stb`` (decoded from the upper address
-        # bits by whoever splits the bus) stays out of the wide read multiplexer's timing path;
-        # the strobe only latches the high word of a wide counter.
+        # Reads take two clocks. The first selects the addressed counter's low word (a
+        # multiplexer over counters: every high word comes from the one latch) and, on
+        # ``r_stb`` at a low word, latches the high word in the same clock; the second picks
+        # the low word, the latch or zero. ``r_data`` follows ``addr`` every cycle, so ``r_stb``
+        # stays out of the multiplexer's timing path.
+        index = self.csr.addr[1:]
+        want_hi = self.csr.addr[0]
         hi_latch = Signal(32)
-        m.d.sync += self.csr.r_data.eq(0)
-        with m.Switch(self.csr.addr):
-            for reg in self._registers:
-                value = values[reg.name]
-                with m.Case(reg.addr):
-                    if reg.part == "hi":
-                        m.d.sync += self.csr.r_data.eq(hi_latch)
-                    else:
-                        m.d.sync += self.csr.r_data.eq(value[:32])
-                        if reg.part == "lo":
-                            with m.If(self.csr.r_stb):
-                                m.d.sync += hi_latch.eq(value[32:])
-                        m.d.comb += clear[reg.name].eq(self.csr.w_stb)
+        lo_word = Signal(32)
+        has_hi = Signal()      # the addressed counter has a high word
+        read_hi = Signal()
+        m.d.sync += [lo_word.eq(0), has_hi.eq(0), read_hi.eq(want_hi)]
+        with m.Switch(index):
+            for k, c in enumerate(self._counters):
+                value = values[c.name]
+                with m.Case(k):
+                    m.d.sync += lo_word.eq(value[:32])
+                    m.d.comb += clear[c.name].eq(self.csr.w_stb & ~want_hi)
+                    if c.width > 32:
+                        m.d.sync += has_hi.eq(1)
+                        with m.If(self.csr.r_stb & ~want_hi):
+                            m.d.sync += hi_latch.eq(value[32:])
+        with m.If(read_hi):
+            m.d.sync += self.csr.r_data.eq(Mux(has_hi, hi_latch, 0))
+        with m.Else():
+            m.d.sync += self.csr.r_data.eq(lo_word)
         return m

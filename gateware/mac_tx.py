@@ -394,6 +394,9 @@ class MacTx(wiring.Component):
         m = Module()
         m.submodules.skid_in = skid_in = SkidBuffer(packet_layout(1))
         m.submodules.padder = padder = TxPadder(self._min_length)
+        # A register slice between padder and CRC: the padder's zero-fill choice and the
+        # byte-wide CRC update do not fit one 125 MHz clock together on an ECP5 -6.
+        m.submodules.skid_pad = skid_pad = SkidBuffer(packet_layout(1))
         m.submodules.fcs = fcs = FcsInserter()
         m.submodules.skid_fcs = skid_fcs = SkidBuffer(packet_layout(1))
         m.submodules.preamble = preamble = PreambleInserter()
@@ -402,7 +405,8 @@ class MacTx(wiring.Component):
 
         wiring.connect(m, wiring.flipped(self.i), skid_in.i)
         wiring.connect(m, skid_in.o, padder.i)
-        wiring.connect(m, padder.o, fcs.i)
+        wiring.connect(m, padder.o, skid_pad.i)
+        wiring.connect(m, skid_pad.o, fcs.i)
         wiring.connect(m, fcs.o, skid_fcs.i)
         wiring.connect(m, skid_fcs.o, preamble.i)
         wiring.connect(m, preamble.o, ifg.i)

@@ -42,6 +42,10 @@ class PacketFifo(wiring.Component):
         Frames with ``error`` are never reported here, whether or not they fitted.
     level : Out(range(depth + 1))
         Beats stored, including those of a frame still being written.
+    full : Out(1)
+        No room for a beat with the ``first`` flag now on ``i.p``; for writers that apply
+        back-pressure (they never see a frame dropped). Derived from registers and ``i.p.first``
+        only. Exact while the reader waits; while it reads, it may say full one clock early.
     """
 
     #: Beats of committed frames held outside the RAM when the reader stalls (the read register
@@ -59,6 +63,7 @@ class PacketFifo(wiring.Component):
             "commit": Out(1),
             "overflow": Out(1),
             "level": Out(range(depth + 1)),
+            "full": Out(1),
         })
 
     @property
@@ -70,9 +75,17 @@ class PacketFifo(wiring.Component):
         w = self._width
         depth = self._depth
         entry = data.StructLayout({"data": 8 * w, "keep": w, "first": 1, "last": 1})
-        m.submodules.mem = mem = Memory(shape=entry, depth=depth, init=[])
+        # The reader only reads committed beats and the writer only writes free ones, so a read
+        # never meets a write to the same address. Saying so (Yosys's `no_rw_check`) spares the
+        # collision bypass Yosys would otherwise put after the block RAM, whose clock-to-output
+        # (5.8 ns on an ECP5 -6 without output register) leaves no room for it at 125 MHz.
+        # Yosys honours the attribute when it folds a register into an asynchronous read port,
+        # so the port is written that way: `comb` read, then a reset-less register (`ram_out`).
+        m.submodules.mem = mem = Memory(shape=entry, depth=depth, init=[],
+                                        attrs={"no_rw_check": 1})
         wport = mem.write_port()
-        rport = mem.read_port()
+        rport = mem.read_port(domain="comb")
+        ram_out = Signal(entry, reset_less=True)
 
         # Pointers carry one wrap bit: equal = empty, equal but for the wrap bit = full.
         bits = depth.bit_length()
@@ -90,19 +103,33 @@ class PacketFifo(wiring.Component):
         p = self.i.p
         base = Signal(bits)
         m.d.comb += base.eq(Mux(p.first, committed, wr))
-        # Room after either possible base, from registers only, so the incoming beat's `first`
-        # only selects between them (keeps the input-to-write-enable path short).
+
+        # Room for the incoming beat, from flags registered the clock before, so no pointer
+        # arithmetic shares a clock with the block RAM's write enable. Since then `wr` moved at
+        # most one past the pointer the flags describe (a write), `committed` jumped to `wr`
+        # (a commit) or both went back (a rollback, which only frees room); reads only free
+        # room too. So the result is exact while the reader waits and at worst one clock
+        # pessimistic while it reads.
+        wr_room2 = Signal(init=1)      # last clock: wr - rd <= depth - 2
+        wr_room1 = Signal(init=1)      # last clock: wr - rd <= depth - 1
+        committed_room1 = Signal(init=1)
+        wrote = Signal()               # last clock wrote a beat and moved wr past it
+        just_committed = Signal()      # last clock committed a frame: committed == wr now
+        m.d.sync += [
+            wr_room2.eq((wr - rd)[:bits] < depth - 1),
+            wr_room1.eq((wr - rd)[:bits] < depth),
+            committed_room1.eq((committed - rd)[:bits] < depth),
+            wrote.eq(0),
+            just_committed.eq(self.commit),
+        ]
         space_wr = Signal()
-        space_committed = Signal()
+        space_first = Signal()
         space = Signal()
-
-        def full(ptr):      # equal but for the wrap bit: an equality test, no subtraction
-            return (ptr[:-1] == rd[:-1]) & (ptr[-1] != rd[-1])
-
         m.d.comb += [
-            space_wr.eq(~full(wr)),
-            space_committed.eq(~full(committed)),
-            space.eq(Mux(p.first, space_committed, space_wr)),
+            space_wr.eq(wr_room2 | (~wrote & wr_room1)),
+            space_first.eq(Mux(just_committed, wr_room2, committed_room1)),
+            space.eq(Mux(p.first, space_first, space_wr)),
+            self.full.eq(~space),
         ]
         m.d.comb += [
             wport.addr.eq(base[:-1]),
@@ -123,9 +150,9 @@ class PacketFifo(wiring.Component):
                     m.d.comb += self.overflow.eq(~p.error)
             with m.Else():
                 m.d.comb += wport.en.eq(1)
-                m.d.sync += [dropping.eq(0), wr.eq(base + 1)]
+                m.d.sync += [dropping.eq(0), wr.eq(base + 1), wrote.eq(1)]
                 with m.If(p.last & p.error):
-                    m.d.sync += wr.eq(committed)
+                    m.d.sync += [wr.eq(committed), wrote.eq(0)]
                 with m.Elif(p.last):
                     m.d.sync += committed.eq(base + 1)
                     m.d.comb += self.commit.eq(1)
@@ -139,14 +166,13 @@ class PacketFifo(wiring.Component):
         m.d.comb += [
             load.eq((rd != committed) & (~head.valid | head.ready)),
             rport.addr.eq(rd[:-1]),
-            rport.en.eq(load),
-            head.p.data.eq(rport.data.data),
-            head.p.keep.eq(rport.data.keep),
-            head.p.first.eq(rport.data.first),
-            head.p.last.eq(rport.data.last),
+            head.p.data.eq(ram_out.data),
+            head.p.keep.eq(ram_out.keep),
+            head.p.first.eq(ram_out.first),
+            head.p.last.eq(ram_out.last),
         ]
         with m.If(load):
-            m.d.sync += [rd.eq(rd + 1), head.valid.eq(1)]
+            m.d.sync += [rd.eq(rd + 1), head.valid.eq(1), ram_out.eq(rport.data)]
         with m.Elif(head.ready):
             m.d.sync += head.valid.eq(0)
         wiring.connect(m, out.o, wiring.flipped(self.o))

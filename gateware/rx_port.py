@@ -100,6 +100,9 @@ class RxPort(wiring.Component):
     judged by a mix of old and new bits).
     """
 
+    #: clocks from ``csr.r_stb`` to valid ``csr.r_data`` (the counter bank's)
+    read_latency = CounterBank.read_latency
+
     def __init__(self, width: int = 4, fifo_depth: int = 1024):
         self._width = width
         self._fifo_depth = fifo_depth
@@ -180,15 +183,22 @@ class RxPort(wiring.Component):
 
         m.submodules.counters = bank = self._bank
         wiring.connect(m, wiring.flipped(self.csr), bank.csr)
-        # Increments are registered: counters lag by a clock, and the buffer/status logic stays
-        # off the 64-bit adders' timing paths.
+        # Increments are registered (counters lag by two clocks): the buffer's commit/overflow
+        # pulses come from its fill compare, so they are registered before meeting the byte
+        # count, and the increments again before the 64-bit adders.
         inc = Signal.like(bank.inc)
         m.d.sync += bank.inc.eq(inc)
+        commit, overflow, committed_bytes = Signal(), Signal(), Signal(16)
+        m.d.sync += [
+            commit.eq(buffer.commit),
+            overflow.eq(buffer.overflow),
+            committed_bytes.eq(frame_bytes),
+        ]
         m.d.comb += [
-            inc.frames_ok.eq(buffer.commit),
-            inc.bytes_ok.eq(Mux(buffer.commit, frame_bytes, 0)),
+            inc.frames_ok.eq(commit),
+            inc.bytes_ok.eq(Mux(commit, committed_bytes, 0)),
             inc.drop_overflow.eq(
-                (status.r_rdy & (entry.reason == RxDropReason.OVERFLOW)) + buffer.overflow),
+                (status.r_rdy & (entry.reason == RxDropReason.OVERFLOW)) + overflow),
             inc.false_carrier.eq(carrier.o),
         ]
         for name, reason in _DROP_REASONS.items():

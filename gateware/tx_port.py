@@ -117,9 +117,8 @@ class TxBuffer(wiring.Component):
         over = Signal()             # the frame already filled the whole store: it cannot fit
         full = Signal()
         take = Signal()
-        # level is depth only when full, and depth is a power of 2: its top bit says "full".
         m.d.comb += [
-            full.eq(store.level[-1]),
+            full.eq(store.full),
             self.i.ready.eq(~full | over),
             take.eq(self.i.valid & self.i.ready),
             store.i.valid.eq(take),
@@ -215,6 +214,9 @@ class TxPort(wiring.Component):
     gmii : GMII transmit signals, ``tx``
     csr : register bus, ``sync``; the counters of :data:`TX_COUNTERS` (read-only, write clears)
     """
+
+    #: clocks from ``csr.r_stb`` to valid ``csr.r_data`` (the counter bank's)
+    read_latency = CounterBank.read_latency
 
     def __init__(self, width: int = 4, *, fifo_depth: int = 512):
         self._width = width

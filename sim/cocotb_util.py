@@ -15,7 +15,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 __all__ = [
-    "params", "pack", "unpack", "start_clock", "reset", "StreamSource", "StreamSink",
+    "params", "pack", "unpack", "start_clock", "reset", "csr_read", "csr_write",
+    "StreamSource", "StreamSink",
 ]
 
 
@@ -55,6 +56,28 @@ async def reset(clk, rst, cycles: int = 4) -> None:
         await RisingEdge(clk)
     rst.value = 0
     await RisingEdge(clk)
+
+
+async def csr_read(dut, addr: int, *, latency: int = 2) -> int:
+    """Read a word over the design's ``csr`` port (:class:`~crossnic.gateware.csr.CsrSignature`,
+    clocked by ``dut.clk``): strobe for one clock, hold the address, wait ``latency`` clocks
+    (2 is :attr:`CounterBank.read_latency <crossnic.gateware.csr.CounterBank.read_latency>`)."""
+    dut.csr__addr.value = addr
+    dut.csr__r_stb.value = 1
+    await RisingEdge(dut.clk)
+    dut.csr__r_stb.value = 0
+    for _ in range(latency):
+        await RisingEdge(dut.clk)
+    return int(dut.csr__r_data.value)
+
+
+async def csr_write(dut, addr: int, value: int) -> None:
+    """Write a word over the design's ``csr`` port (one strobe clock)."""
+    dut.csr__addr.value = addr
+    dut.csr__w_data.value = value
+    dut.csr__w_stb.value = 1
+    await RisingEdge(dut.clk)
+    dut.csr__w_stb.value = 0
 
 
 class StreamSource:

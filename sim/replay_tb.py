@@ -17,7 +17,8 @@ from cocotbext.eth import GmiiFrame, GmiiSource
 
 from crossnic.gateware.layouts import FrameMetadata
 from crossnic.gateware.packet import packet_layout
-from crossnic.sim.cocotb_util import StreamSink, params, start_clock
+from crossnic.gateware.rx_port import RxPort
+from crossnic.sim.cocotb_util import StreamSink, csr_read, params, start_clock
 
 RX_PERIOD_NS = 8.0      # 125 MHz from the PHY
 CORE_PERIOD_NS = 7.99   # the card's own 125 MHz oscillator: close, never equal
@@ -43,12 +44,7 @@ class Csr:
         dut.csr__w_stb.value = 0
 
     async def read(self, addr: int) -> int:
-        self.dut.csr__addr.value = addr
-        self.dut.csr__r_stb.value = 1
-        await RisingEdge(self.dut.clk)
-        self.dut.csr__r_stb.value = 0
-        await RisingEdge(self.dut.clk)
-        return int(self.dut.csr__r_data.value)
+        return await csr_read(self.dut, addr, latency=RxPort.read_latency)
 
     async def counters(self, registers: list[dict]) -> dict[str, int]:
         """Read every counter; the low word first, so the high word is latched with it."""

@@ -81,3 +81,13 @@ def test_top_rejects_unknown_datapath():
     board = get_board("versa_ecp5")
     with pytest.raises(ValueError, match="datapath"):
         BoardTop(board, board.constraints(), datapath="magic")
+
+
+def test_echo_datapath_only_where_tx_clock_needs_no_shift():
+    """The echo loop forwards RX_CLK unshifted, so a board whose PHY needs the FPGA to delay
+    TX_CLK (versa_ecp5) refuses it; the colorlight (PHY adds the delay) takes it."""
+    versa = get_board("versa_ecp5")
+    with pytest.raises(ValueError, match="90-degree TX clock shift"):
+        BoardTop(versa, versa.constraints(), datapath="echo")
+    colorlight = get_board("colorlight_5a75b")
+    BoardTop(colorlight, colorlight.constraints(), datapath="echo")

@@ -70,12 +70,12 @@ class SimSerial:
 @pytest.fixture
 def board():
     m = Module()
-    m.submodules.bridge = bridge = UartCsrBridge(4, DIVISOR, 100 * DIVISOR,
-                                                 read_latency=CsrDecoder.read_latency)
     m.submodules.info = info = BoardInfo(config=0x7D0102)
     m.submodules.counters = counters = CounterBank([
         Counter("frames", "frames seen"), Counter("errors", "errors", width=32)])
     m.submodules.dec = dec = CsrDecoder([len(info.csr.addr), len(counters.csr.addr)], 3)
+    m.submodules.bridge = bridge = UartCsrBridge(4, DIVISOR, 100 * DIVISOR,
+                                                 read_latency=dec.read_latency)
     wiring.connect(m, bridge.csr, dec.bus)
     wiring.connect(m, dec.block(0), info.csr)
     wiring.connect(m, dec.block(1), counters.csr)

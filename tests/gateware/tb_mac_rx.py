@@ -23,7 +23,7 @@ from scapy.packet import Raw
 
 from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.rx_port import RX_COUNTERS, RxPort
-from crossnic.sim.cocotb_util import params, start_clock, unpack
+from crossnic.sim.cocotb_util import csr_read, params, start_clock, unpack
 
 __all__ = ["build_design", "design"]
 
@@ -181,14 +181,8 @@ class Bench:
             await RisingEdge(self.dut.rx_clk)
 
     async def csr_read(self, addr: int) -> int:
-        dut = self.dut
-        await RisingEdge(dut.clk)
-        dut.csr__addr.value = addr
-        dut.csr__r_stb.value = 1
-        await RisingEdge(dut.clk)
-        dut.csr__r_stb.value = 0
-        await RisingEdge(dut.clk)
-        return int(dut.csr__r_data.value)
+        await RisingEdge(self.dut.clk)
+        return await csr_read(self.dut, addr, latency=RxPort.read_latency)
 
     async def counters(self) -> dict[str, int]:
         """Every counter over the CSR port (low word first: it latches the high word)."""

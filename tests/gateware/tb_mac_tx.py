@@ -39,7 +39,7 @@ from scapy.packet import Raw
 
 from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.tx_port import SIZE_BUCKETS, TxPort
-from crossnic.sim.cocotb_util import pack, params
+from crossnic.sim.cocotb_util import csr_read, csr_write, pack, params
 
 WIDTH = 4
 FIFO_DEPTH = 512          # beats of store and forward: frames up to 2048 bytes
@@ -211,21 +211,10 @@ class Bench:
             quiet = 0 if self.dut.gmii__en.value else quiet + 1
 
     async def read(self, addr: int) -> int:
-        dut = self.dut
-        dut.csr__addr.value = addr
-        dut.csr__r_stb.value = 1
-        await RisingEdge(dut.clk)
-        dut.csr__r_stb.value = 0
-        await RisingEdge(dut.clk)
-        return int(dut.csr__r_data.value)
+        return await csr_read(self.dut, addr, latency=TxPort.read_latency)
 
     async def write(self, addr: int, value: int) -> None:
-        dut = self.dut
-        dut.csr__addr.value = addr
-        dut.csr__w_data.value = value
-        dut.csr__w_stb.value = 1
-        await RisingEdge(dut.clk)
-        dut.csr__w_stb.value = 0
+        await csr_write(self.dut, addr, value)
 
     async def counters(self) -> dict:
         """All counters over CSR (low word first: it latches the high word)."""

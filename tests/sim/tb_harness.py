@@ -3,16 +3,12 @@
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from crossnic.sim.cocotb_util import params, reset, start_clock
+from crossnic.gateware.csr import CounterBank
+from crossnic.sim.cocotb_util import csr_read, params, reset, start_clock
 
 
 async def _read(dut, addr: int) -> int:
-    dut.csr__addr.value = addr
-    dut.csr__r_stb.value = 1
-    await RisingEdge(dut.clk)
-    dut.csr__r_stb.value = 0
-    await RisingEdge(dut.clk)
-    return int(dut.csr__r_data.value)
+    return await csr_read(dut, addr, latency=CounterBank.read_latency)
 
 
 @cocotb.test()
