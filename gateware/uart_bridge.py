@@ -204,6 +204,11 @@ class UartCsrBridge(wiring.Component):
 
         m.d.comb += self.csr.addr.eq(addr)
         m.d.comb += self.csr.w_data.eq(word)
+        # Addresses beyond the bus read as zero and ignore writes (they must not alias onto
+        # the bus's low addresses).
+        width = len(self.csr.addr)
+        on_bus = Signal()
+        m.d.comb += on_bus.eq(addr[width:] == 0 if width < 16 else 1)
 
         def wait_byte():
             # Runs while a command waits for more bytes: expire it after `timeout` clocks.
@@ -244,13 +249,17 @@ class UartCsrBridge(wiring.Component):
                     with m.If(count == 1):
                         m.next = "WRITE_STB"
             with m.State("WRITE_STB"):
-                m.d.comb += self.csr.w_stb.eq(1)
+                m.d.comb += self.csr.w_stb.eq(on_bus)
                 m.d.sync += reply.eq(REPLY_ACK)
                 m.next = "REPLY"
             with m.State("READ_STB"):
-                m.d.comb += self.csr.r_stb.eq(1)
-                m.d.sync += wait.eq(self._read_latency - 1)
-                m.next = "READ_DATA"
+                with m.If(on_bus):
+                    m.d.comb += self.csr.r_stb.eq(1)
+                    m.d.sync += wait.eq(self._read_latency - 1)
+                    m.next = "READ_DATA"
+                with m.Else():
+                    m.d.sync += [word.eq(0), count.eq(4)]
+                    m.next = "SEND"
             with m.State("READ_DATA"):
                 with m.If(wait != 0):
                     m.d.sync += wait.eq(wait - 1)

@@ -18,7 +18,8 @@ TIMEOUT = 40 * DIVISOR
 class RegFile(wiring.Component):
     """16 writable words at addresses 0..15 behind a CSR bus; everything else reads 0."""
 
-    csr: In(CsrSignature(16))
+    def __init__(self, addr_width: int = 16):
+        super().__init__({"csr": In(CsrSignature(addr_width))})
 
     def elaborate(self, platform):
         m = Module()
@@ -30,10 +31,10 @@ class RegFile(wiring.Component):
         return m
 
 
-def _top():
+def _top(addr_width: int = 16):
     m = Module()
-    m.submodules.bridge = bridge = UartCsrBridge(16, DIVISOR, TIMEOUT)
-    m.submodules.regs = regs = RegFile()
+    m.submodules.bridge = bridge = UartCsrBridge(addr_width, DIVISOR, TIMEOUT)
+    m.submodules.regs = regs = RegFile(addr_width)
     wiring.connect(m, bridge.csr, regs.csr)
     return m, bridge
 
@@ -71,8 +72,8 @@ async def wait_bytes(ctx, got: list, n: int, limit: int = 200 * DIVISOR * 10):
     raise TimeoutError(f"expected {n} bytes, got {got}")
 
 
-def _run(bench):
-    m, bridge = _top()
+def _run(bench, addr_width: int = 16):
+    m, bridge = _top(addr_width)
     got = []
     sim = Simulator(m)
     sim.add_clock(1e-8)
@@ -119,6 +120,19 @@ def test_read_write_roundtrip():
     _run(bench)
     assert {a: seen[a] for a in values} == values
     assert seen[0x105] == 0
+
+
+def test_addresses_beyond_a_narrow_bus_do_not_alias():
+    """On an 8-bit bus, 0x0105 must not reach register 5: it reads zero and ignores writes."""
+    seen = {}
+
+    async def bench(ctx, bridge, got):
+        assert await _write(ctx, bridge, got, 0x105, 0xDEADBEEF) == ord("k")
+        seen["far"] = await _read(ctx, bridge, got, 0x105)
+        seen["near"] = await _read(ctx, bridge, got, 5)
+
+    _run(bench, addr_width=8)
+    assert seen == {"far": 0, "near": 0x1005}
 
 
 def test_unknown_command_gets_question_mark():
