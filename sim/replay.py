@@ -94,7 +94,7 @@ def replay(capture: Path, out_dir: Path, options: ReplayOptions,
         raise ReplayError("--fcs present, but some frames are shorter than an FCS")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    pipeline = RxPipeline(width=options.width)
+    pipeline = RxPipeline(width=options.width, fifo_depth=buffer_depth(options))
     registers = [{"name": r.name, "addr": r.addr, "part": r.part} for r in pipeline.registers]
     accounting = [c.name for c in RX_COUNTERS
                   if c.name == "frames_ok" or c.name.startswith("drop_")]
@@ -119,6 +119,16 @@ def replay(capture: Path, out_dir: Path, options: ReplayOptions,
     _write_outputs(out_dir, capture, options, records, results, delivered)
     return ReplayResult(records, results["counters"], len(delivered), results["sim_ns"] / 1e9,
                         results["sim_wall_seconds"], vbuild.build_seconds, vbuild.cached)
+
+
+def buffer_depth(options: ReplayOptions) -> int:
+    """Receive-buffer beats: the default 1024, or room for two of the longest frames (with a
+    VLAN tag) when ``--max-length`` asks for jumbo frames, so they are not all overflow drops."""
+    beats = -(-(options.max_length + 4) // options.width)
+    depth = 1024
+    while depth < 2 * beats:
+        depth *= 2
+    return depth
 
 
 def _records(frames, options, results, delivered) -> list[dict]:

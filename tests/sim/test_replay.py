@@ -88,3 +88,17 @@ def test_bad_arguments(tmp_path, capsys, argv, message):
         code = e.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_jumbo_frames_with_max_length(tmp_path):
+    """--max-length 9018 delivers 9000-byte frames (the receive buffer grows to hold them);
+    one byte over the limit is a giant."""
+    pkts = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP() / UDP(dport=9)
+            / bytes(n - 42) for n in (9014, 9015, 1500)]
+    capture = tmp_path / "jumbo.pcap"
+    wrpcap(str(capture), pkts)
+    out = tmp_path / "out"
+    assert main(["sim", "--in", str(capture), "--out", str(out), "--max-length", "9018"]) == 0
+    report = json.loads((out / "frames.json").read_text())
+    assert [r["outcome"] for r in report["frames"]] == ["delivered", "drop_giant", "delivered"]
+    assert _read_pcap(out / "rx.pcap") == [bytes(pkts[0]), bytes(pkts[2])]
