@@ -98,7 +98,7 @@ _params_layout = data.StructLayout({
 #: L3 bytes the snapshot keeps raw (from byte 14: the first 40 L3 bytes, tagged or not).
 L3_RAW = (14, HEADER_BYTES)
 
-# L3 fields, taken apart from the raw bytes in stage 3.
+# L3 fields, taken apart from the raw bytes (stage 3 uses a few for its tests, stage 4 all).
 _l3_layout = data.StructLayout({
     "version":  4,
     "tos":      8,       # IPv4 TOS or IPv6 traffic class
@@ -597,7 +597,7 @@ class HeaderParser(wiring.Component):
 
     @staticmethod
     def _l3_fields(m: Module, p, raw) -> Value:
-        """Stage 4: the ARP / IPv4 / IPv6 fields from the first 40 L3 bytes ``raw``."""
+        """Stages 3 and 4: the ARP / IPv4 / IPv6 fields from the first 40 L3 bytes ``raw``."""
         f = Signal(_l3_layout)
 
         def l3(offset, size):   # big-endian field at ``offset`` bytes into L3
