@@ -5,7 +5,7 @@
 ::
 
     i (sync, width bytes) -> TxBuffer: PacketFifo (store and forward, sync) -> register
-      -> AsyncFIFO (16 beats, sync -> tx) -> SkidBuffer (tx)
+      -> RegisteredReadyAsyncFIFO (16 beats, sync -> tx) -> SkidBuffer (tx)
       -> StreamNarrower(width, 1) (tx) -> MacTx (tx) -> gmii
     TxBuffer.aborted/oversize (sync) + MacTx.status (tx -> AsyncFIFO -> sync) -> CounterBank
 
@@ -29,6 +29,7 @@ from amaranth.lib.fifo import AsyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .async_fifo import RegisteredReadyAsyncFIFO
 from .csr import Counter, CounterBank, CounterRegister, CsrSignature
 from .gmii import GmiiSignature
 from .mac_tx import MacTx, TxOutcome, TxStatus
@@ -48,7 +49,8 @@ class TxBuffer(wiring.Component):
     """Store-and-forward frame buffer from ``sync`` (write) to ``tx`` (read).
 
     A :class:`~crossnic.gateware.packet_fifo.PacketFifo` in ``sync`` holds the frames and shows
-    each one only after its last beat; a small :class:`~amaranth.lib.fifo.AsyncFIFO` then carries
+    each one only after its last beat; a small
+    :class:`~crossnic.gateware.async_fifo.RegisteredReadyAsyncFIFO` then carries
     the beats to ``tx``, and a :class:`~crossnic.gateware.skid_buffer.SkidBuffer` registers them
     there (so the reader's ``ready`` does not reach the crossing FIFO's read pointer and RAM
     address in the same clock). In front of the PacketFifo, which never waits, this buffer holds
@@ -106,7 +108,9 @@ class TxBuffer(wiring.Component):
         m.submodules.store = store = PacketFifo(w, self._depth)
         # error never crosses: the store discards such frames
         beat = data.StructLayout({"data": 8 * w, "keep": w, "first": 1, "last": 1})
-        m.submodules.cross = cross = AsyncFIFO(
+        # w_rdy registered: Amaranth's AsyncFIFO put its full compare, the write enable and the
+        # pointer increment in one sync clock, the slowest path on the colorlight.
+        m.submodules.cross = cross = RegisteredReadyAsyncFIFO(
             width=beat.size, depth=CROSSING_DEPTH, w_domain="sync", r_domain="tx")
         m.submodules.out = out = DomainRenamer("tx")(SkidBuffer(packet_layout(w)))
 
