@@ -16,8 +16,9 @@ the RGMII transmit clock skew. Every domain is held in reset until the PLL locks
 board's reset button is pressed); the PHYs are held in reset about 17 ms longer.
 
 Registers (word addresses; blocks of ``2**block_bits`` words): block 0 board information, block 1
-board counters, then RxPort and TxPort statistics of each port. :meth:`BoardTop.register_map` lists
-every register with its address; ``crossnic build`` writes it to ``regmap.json``. The host reaches
+board counters, then RxPort and TxPort statistics of each port, as :meth:`BoardTop.regmap`
+describes them (:mod:`crossnic.gateware.regmap`); ``crossnic build`` writes it to ``regmap.json``
+and ``crossnic regmap`` prints it. The host reaches
 them through :class:`~crossnic.gateware.uart_bridge.UartCsrBridge` on the board UART.
 
 LEDs show PLL lock, a heartbeat, PHY reset release, UART traffic and per-port activity (each
@@ -28,11 +29,12 @@ from amaranth import *
 from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
-from crossnic.gateware.csr import CounterBank, CounterRegister, CsrSignature
+from crossnic.gateware.csr import Counter, CounterBank, CounterRegister, CsrSignature
 from crossnic.gateware.ecp5_pll import EHXPLLL
+from crossnic.gateware.regmap import Access, Block, Field, Register, RegisterMap
 from crossnic.gateware.rgmii import RgmiiRx, RgmiiTx, delay_taps
-from crossnic.gateware.rx_port import RxPort
-from crossnic.gateware.tx_port import TxPort
+from crossnic.gateware.rx_port import RX_COUNTERS, RxPort
+from crossnic.gateware.tx_port import TX_COUNTERS, TxPort
 from crossnic.gateware.uart_bridge import UartCsrBridge
 
 from .platforms import Board, BoardConstraints
@@ -183,6 +185,27 @@ class BoardInfo(wiring.Component):
         return [CounterRegister(name, addr, "", doc)
                 for addr, (name, doc) in enumerate(self.REGISTERS)]
 
+    def block(self, name: str = "board") -> Block:
+        """The block's registers for the register map, fields and reset values included."""
+        ro = Access.RO
+        ports, datapath, mhz = (self._config & 0xFF, self._config >> 8 & 0xFF,
+                                self._config >> 16)
+        docs = dict(self.REGISTERS)
+        status = tuple(Field(bit, n, 1, ro, BoardTop.STATUS_DOCS[bit])
+                       for n, bit in enumerate(BoardTop.STATUS_BITS))
+        return Block(name, "Board identification, configuration, status, scratch, UART errors.", (
+            Register.word("id", 0, ro, docs["id"], reset=BOARD_ID),
+            Register("config", 1, "Build-time configuration.", (
+                Field("ports", 0, 8, ro, "Ethernet ports", ports),
+                Field("datapath", 8, 8, ro, "0 echo, 1 RxPort/TxPort", datapath),
+                Field("core_mhz", 16, 16, ro, "core (sync) clock in MHz", mhz))),
+            Register("status", 2, "Live status bits.", status),
+            Register.word("scratch", 3, Access.RW, docs["scratch"]),
+            Register("uart_errors", 4, "Errors seen by the UART bridge (wrap).", (
+                Field("framing_errors", 0, 16, ro, "bytes with a bad stop bit"),
+                Field("timeouts", 16, 16, ro, "commands abandoned half-way"))),
+        ), self.read_latency)
+
     def elaborate(self, platform):
         m = Module()
         scratch = Signal(32)
@@ -213,6 +236,12 @@ class BoardTop(Elaboratable):
     """
 
     STATUS_BITS = ("pll_locked", "phy_ready", "eth0_rx", "eth0_tx", "eth1_rx", "eth1_tx")
+    STATUS_DOCS = {
+        "pll_locked": "the PLL is locked",
+        "phy_ready": "the PHYs are out of reset",
+        **{f"eth{n}_{d}": f"port {n} {verb} a frame in the last ~34 ms (activity LED)"
+           for n in range(2) for d, verb in (("rx", "received"), ("tx", "sent"))},
+    }
 
     def __init__(self, board: Board, constraints: BoardConstraints, *, datapath: str = "ports"):
         if datapath not in ("ports", "echo"):
@@ -225,18 +254,36 @@ class BoardTop(Elaboratable):
         self.board = board
         self.constraints = constraints
         self.datapath = datapath
-        self._regmap: list[dict] | None = None
 
     # -- register map -------------------------------------------------------------------------
 
+    def _info(self) -> "BoardInfo":
+        return BoardInfo(config=self.board.ports | int(self.datapath == "ports") << 8
+                         | int(CORE_MHZ) << 16)
+
+    def regmap(self) -> RegisterMap:
+        """The registers the host reaches over the UART, block by block (no elaboration needed)."""
+        blocks = [self._info().block("board"),
+                  Block.from_counters("counters", "Frame events seen at the RGMII pins (32-bit).",
+                                      self._counter_list())]
+        if self.datapath == "ports":
+            for n in range(self.board.ports):
+                blocks += [
+                    Block.from_counters(f"eth{n}_rx", f"Port {n} receive statistics (RxPort).",
+                                        RX_COUNTERS),
+                    Block.from_counters(f"eth{n}_tx", f"Port {n} transmit statistics (TxPort).",
+                                        TX_COUNTERS),
+                ]
+        return RegisterMap(f"{self.board.name} board registers (UART bridge)", blocks)
+
     def register_map(self) -> list[dict]:
-        """Every register as ``{"block", "name", "part", "addr", "doc"}`` (after elaboration)."""
-        if self._regmap is None:
-            raise RuntimeError("register_map() is known once the top has been elaborated")
-        return list(self._regmap)
+        """Every register as ``{"block", "name", "part", "addr", "access", "reset", "doc"}``."""
+        return self.regmap().to_json()
 
     def _counters(self) -> CounterBank:
-        from crossnic.gateware.csr import Counter
+        return CounterBank(self._counter_list())
+
+    def _counter_list(self) -> list[Counter]:
         counters = []
         for n in range(self.board.ports):
             counters += [
@@ -247,7 +294,7 @@ class BoardTop(Elaboratable):
                 Counter(f"eth{n}_rgmii_tx_frames", "frames started (TX_EN rising) on RGMII",
                         width=32),
             ]
-        return CounterBank(counters)
+        return counters
 
     # -- elaboration ----------------------------------------------------------------------------
 
@@ -359,14 +406,17 @@ class BoardTop(Elaboratable):
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buf = uart_rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = uart_tx = io.Buffer("o", uart.tx)
-        info = BoardInfo(config=board.ports | int(self.datapath == "ports") << 8
-                         | int(CORE_MHZ) << 16)
-        m.submodules.info = info
+        m.submodules.info = info = self._info()
         blocks = [("board", info.csr, info.registers),
                   ("counters", counters.csr, counters.registers), *blocks]
+        # The decoder is laid out by the register map, which the host and the docs also use.
+        regmap = self.regmap()
+        assert [name for name, _, _ in blocks] == [b.name for b in regmap.blocks]
+        latencies = {b.read_latency for b in regmap.blocks}
+        assert len(latencies) == 1, f"blocks differ in read latency: {latencies}"
         widths = [len(csr.addr) for _, csr, _ in blocks]
-        block_bits = max(widths)
-        m.submodules.decoder = decoder = CsrDecoder(widths, block_bits)
+        m.submodules.decoder = decoder = CsrDecoder(widths, regmap.block_bits,
+                                                    block_latency=latencies.pop())
         m.submodules.bridge = bridge = UartCsrBridge(
             decoder.addr_width, round(CORE_MHZ * 1e6 / cons.baud), UART_TIMEOUT_CYCLES,
             read_latency=decoder.read_latency)
@@ -377,11 +427,6 @@ class BoardTop(Elaboratable):
             bridge.rx.eq(uart_rx.i),
             uart_tx.o.eq(bridge.tx),
             info.uart_errors.eq(Cat(bridge.framing_errors, bridge.timeouts)),
-        ]
-        self._regmap = [
-            {"block": name, "name": reg.name, "part": reg.part,
-             "addr": (k << block_bits) | reg.addr, "doc": reg.doc}
-            for k, (name, _, regs) in enumerate(blocks) for reg in regs
         ]
 
         uart_led = ActivityLed()

@@ -7,6 +7,14 @@ Usage with a board built by ``crossnic build`` (``regmap.json`` is in the build 
     with UartRegisters.open_serial("/dev/ttyUSB1") as regs:
         print(hex(regs.read(0)))                       # 0x43494e43, "CNIC"
         print(read_counters(regs, json.load(open("build/versa_ecp5/regmap.json"))))
+
+or by name, through the register description (:mod:`crossnic.host.registers`)::
+
+    board = get_board("versa_ecp5")
+    regmap = BoardTop(board, board.constraints()).regmap()
+    with UartRegisters.open_serial("/dev/ttyUSB1") as uart:
+        regs = Registers(regmap, uart.read, uart.write)
+        print(regs.read("eth0_rx.frames_ok"), regs.read_field("board.status", "pll_locked"))
 """
 
 import os

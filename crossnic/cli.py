@@ -48,6 +48,28 @@ def _cmd_build(args) -> int:
     return 0 if report.timing_met else 1
 
 
+def _cmd_regmap(args) -> int:
+    import json
+
+    from .boards.platforms import BOARDS
+    from .boards.top import BoardTop
+    if args.board not in BOARDS:
+        raise CliError(f"unknown board {args.board!r}; boards: {', '.join(BOARDS)}")
+    board = BOARDS[args.board]
+    try:
+        regmap = BoardTop(board, board.constraints(), datapath=args.datapath).regmap()
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.format == "markdown":
+        sys.stdout.write(regmap.markdown())
+    elif args.format == "json":
+        print(json.dumps(regmap.to_json(), indent=2))
+    else:
+        for r in regmap.registers():
+            print(f"{r.addr:#06x}  {r.register.access.value:<3}  {r.path}")
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -103,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ports: RxPort/TxPort echo (default); echo: bring-up RGMII loop")
     p.add_argument("--seed", type=int, help="nextpnr placement seed (default: from constraints)")
     p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser(
+        "regmap", help="print a board's register map (text, markdown or JSON)",
+        description="Print the registers of a board top, from the register description the "
+                    "gateware decoder and the host accessors also use. docs/regmap.md is "
+                    "`crossnic regmap --board versa_ecp5 --markdown`.")
+    p.add_argument("--board", default="versa_ecp5", metavar="NAME",
+                   help="board (default versa_ecp5)")
+    p.add_argument("--datapath", choices=["ports", "echo"], default="ports")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", dest="format", action="store_const", const="markdown",
+                     help="the reference document")
+    fmt.add_argument("--json", dest="format", action="store_const", const="json",
+                     help="one record per register")
+    p.set_defaults(func=_cmd_regmap, format="text")
     return parser
 
 

@@ -12,7 +12,9 @@ from amaranth.sim import Simulator
 from crossnic.boards.top import BOARD_ID, BoardInfo, CsrDecoder
 from crossnic.boards.uart_client import BridgeError, UartRegisters, read_counters
 from crossnic.gateware.csr import Counter, CounterBank
+from crossnic.gateware.regmap import Block, RegisterMap
 from crossnic.gateware.uart_bridge import UartCsrBridge
+from crossnic.host.registers import RegisterAccessError, Registers
 
 DIVISOR = 8
 
@@ -67,12 +69,18 @@ class SimSerial:
         pass
 
 
+COUNTERS = [Counter("frames", "frames seen"), Counter("errors", "errors", width=32)]
+#: The register map of the simulated board below (block_bits=3, as its decoder).
+REGMAP = RegisterMap("test board", [BoardInfo(config=0x7D0102).block(),
+                                    Block.from_counters("counters", "test counters", COUNTERS)],
+                     block_bits=3)
+
+
 @pytest.fixture
 def board():
     m = Module()
     m.submodules.info = info = BoardInfo(config=0x7D0102)
-    m.submodules.counters = counters = CounterBank([
-        Counter("frames", "frames seen"), Counter("errors", "errors", width=32)])
+    m.submodules.counters = counters = CounterBank(COUNTERS)
     m.submodules.dec = dec = CsrDecoder([len(info.csr.addr), len(counters.csr.addr)], 3)
     m.submodules.bridge = bridge = UartCsrBridge(4, DIVISOR, 100 * DIVISOR,
                                                  read_latency=dec.read_latency)
@@ -85,11 +93,7 @@ def board():
     sim = Simulator(m)
     sim.add_clock(1e-8)
     port = SimSerial(sim, bridge.rx, bridge.tx)
-    regmap = [{"block": "board", "addr": r.addr, "name": r.name, "part": r.part}
-              for r in info.registers]
-    regmap += [{"block": "counters", "addr": 8 + r.addr, "name": r.name, "part": r.part}
-               for r in counters.registers]
-    return UartRegisters(port, timeout=0.5), regmap
+    return UartRegisters(port, timeout=0.5), REGMAP.to_json()
 
 
 def test_identify_and_scratch(board):
@@ -108,6 +112,32 @@ def test_counters_snapshot_and_clear(board):
     assert later["counters.frames"] > first["counters.frames"] > 0   # counts every clock
     regs.write(8, 0)                                                   # clear "frames"
     assert read_counters(regs, regmap)["counters.frames"] < later["counters.frames"]
+
+
+def test_named_registers_over_the_bridge(board):
+    """crossnic.host.registers through the real bridge, decoder and blocks."""
+    uart, _ = board
+    regs = Registers(REGMAP, uart.read, uart.write)
+    assert regs.read("board.id") == BOARD_ID
+    assert regs.read_field("board.config", "core_mhz") == 0x7D
+    assert regs.read_field("board.config", "ports") == 2
+    regs.write("board.scratch", 0xCAFE0001)
+    regs.write_field("board.scratch", "value", 0x1234)
+    assert regs.read("board.scratch") == 0x1234
+    first = regs.read("counters.frames")                 # 64-bit, low word first
+    assert first > 0 and regs.read("counters.frames") > first
+    regs.clear("counters.frames")
+    assert regs.read("counters.frames") < first
+    assert set(regs.counters("counters")) == {"frames", "errors"}
+    for bad, match in [(lambda: regs.write("board.id", 1), "read-only"),
+                       (lambda: regs.write("board.nope", 1), "no register"),
+                       (lambda: regs.write_field("board.config", "ports", 1), "not rw"),
+                       (lambda: regs.read_field("board.config", "speed"), "no field"),
+                       (lambda: regs.clear("board.scratch"), "not a clearable counter"),
+                       (lambda: regs.counters("nowhere"), "no block")]:
+        with pytest.raises(RegisterAccessError, match=match):
+            bad()
+    assert regs.read("board.scratch") == 0x1234          # refused requests changed nothing
 
 
 def test_client_argument_checks():
