@@ -4,8 +4,9 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from crossnic.boards.top import BOARD_ID, ActivityLed, BoardInfo, CsrDecoder
+from crossnic.boards.top import BOARD_ID, ActivityLed, BoardInfo
 from crossnic.gateware.csr import Counter, CounterBank
+from crossnic.gateware.csr_decoder import CsrDecoder
 
 
 def test_csr_decoder_routes_blocks():

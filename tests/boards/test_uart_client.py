@@ -9,9 +9,10 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from crossnic.boards.top import BOARD_ID, BoardInfo, CsrDecoder
+from crossnic.boards.top import BOARD_ID, BoardInfo
 from crossnic.boards.uart_client import BridgeError, UartRegisters, read_counters
 from crossnic.gateware.csr import Counter, CounterBank
+from crossnic.gateware.csr_decoder import CsrDecoder
 from crossnic.gateware.regmap import Block, RegisterMap
 from crossnic.gateware.uart_bridge import UartCsrBridge
 from crossnic.host.registers import RegisterAccessError, Registers
