@@ -1,11 +1,11 @@
 """MacTable: exact match of (destination MAC, VLAN) to a VNIC, programmable under traffic.
 
-Entries are registers compared in parallel (lowest matching index wins), so a lookup takes one
-clock whatever the table holds. Software writes an entry through staging registers and a
-``store`` command that replaces the whole entry in one clock: a lookup sees the old entry or the
-new one, never a mix, so the table can change while traffic flows. Each entry counts its hits
-(in a small RAM, read-modify-write with a bypass so back-to-back hits are all counted); misses
-are counted too.
+Entries are registers compared in parallel (lowest matching index wins); a lookup takes two
+clocks (compare, then a priority tree), one lookup per clock. Software writes an entry through
+staging registers and a ``store`` command that replaces the whole entry in one clock: a lookup
+sees the old entry or the new one, never a mix, so the table can change while traffic flows.
+Each entry counts its hits (in a small RAM, read-modify-write with a bypass so back-to-back hits
+are all counted); misses are counted too.
 
 Register block (word offsets; see :meth:`MacTable.block`): ``index``, ``mac_lo``, ``mac_hi``,
 ``ctrl`` (vlan, vnic, valid), ``cmd`` (1 store staging -> entry[index], 2 load entry[index] ->
@@ -32,6 +32,16 @@ CMD_STORE, CMD_LOAD = 1, 2
 _INDEX, _MAC_LO, _MAC_HI, _CTRL, _CMD, _HITS, _MISSES = range(7)
 
 
+def _lowest_match(items: list[tuple[Value, Value, Value]]) -> tuple[Value, Value, Value]:
+    """(any, index, vnic) of the first item whose flag is set: a balanced tree of 2:1 choices,
+    log2(n) levels deep instead of an n-long priority chain."""
+    while len(items) > 1:
+        pairs = [items[k:k + 2] for k in range(0, len(items), 2)]
+        items = [(a[0] | b[0], Mux(a[0], a[1], b[1]), Mux(a[0], a[2], b[2])) if b else a
+                 for a, b in ((p[0], p[1] if len(p) > 1 else None) for p in pairs)]
+    return items[0]
+
+
 def mac_match_layout(entries: int, vnic_bits: int) -> data.StructLayout:
     """Result of a lookup: ``hit``, the matching entry's ``index`` and ``vnic``."""
     return data.StructLayout({"hit": 1, "index": range(entries), "vnic": vnic_bits})
@@ -50,7 +60,7 @@ class MacTable(wiring.Component):
     Attributes
     ----------
     lookup : In(stream of MacKey)
-    result : Out(stream of mac_match_layout), one per lookup, one clock later (registered)
+    result : Out(stream of mac_match_layout), one per lookup, two clocks later (registered)
     csr : In(CsrSignature), ``read_latency`` = 2 like the counter banks
     """
 
@@ -101,51 +111,64 @@ class MacTable(wiring.Component):
         entry = data.StructLayout({"valid": 1, "mac": 48, "vlan": 12, "vnic": self._vnic_bits})
         table = [Signal(entry, name=f"entry{k}") for k in range(n)]
 
-        # --- lookup: parallel compare, lowest index wins, registered result ------------------
+        # --- lookup: two registered stages ------------------------------------------------
+        # 1: compare the key with every entry; register the match vector together with a
+        #    snapshot of the entries' VNICs (so a result never mixes two versions of an entry).
+        # 2: a priority tree picks the lowest matching index; register the result.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
+                     self.lookup.ready.eq(advance)]
         key = self.lookup.payload
-        match = Signal(n)
-        for k, e in enumerate(table):
-            m.d.comb += match[k].eq(e.valid & (e.mac == key.mac) & (e.vlan == key.vlan))
-        index = Signal(range(n))
-        for k in reversed(range(n)):
-            with m.If(match[k]):
-                m.d.comb += index.eq(k)
-        take = self.lookup.valid & self.lookup.ready
-        m.d.comb += self.lookup.ready.eq(~self.result.valid | self.result.ready)
-        with m.If(take):
+        s1_valid = Signal()
+        s1_match = Signal(n)
+        s1_vnic = [Signal(self._vnic_bits, name=f"s1_vnic{k}") for k in range(n)]
+        with m.If(advance):
+            m.d.sync += s1_valid.eq(self.lookup.valid)
+            for k, e in enumerate(table):
+                m.d.sync += [s1_match[k].eq(e.valid & (e.mac == key.mac) & (e.vlan == key.vlan)),
+                             s1_vnic[k].eq(e.vnic)]
+        hit, index, vnic = _lowest_match([(s1_match[k], C(k, range(n)), s1_vnic[k])
+                                          for k in range(n)])
+        take = advance & s1_valid                 # a stage-2 lookup completes this clock
+        with m.If(advance):
             m.d.sync += [
-                self.result.valid.eq(1),
-                self.result.payload.hit.eq(match.any()),
+                self.result.valid.eq(s1_valid),
+                self.result.payload.hit.eq(hit),
                 self.result.payload.index.eq(index),
-                self.result.payload.vnic.eq(Array(e.vnic for e in table)[index]),
+                self.result.payload.vnic.eq(vnic),
             ]
-        with m.Elif(self.result.ready):
-            m.d.sync += self.result.valid.eq(0)
 
-        # --- hit counters: RAM, read-modify-write, bypass for back-to-back hits --------------
+        # --- hit counters: RAM, read-modify-write in three registered steps -------------
+        # P0 reads the count of the hit entry, P1 adds one (taking the value from a hit one or
+        # two steps ahead when it is the same entry: those are not in the RAM yet), P2 writes.
         m.submodules.hits = hits = Memory(shape=32, depth=n, init=[])
         rmw_read = hits.read_port()
         csr_read = hits.read_port()
         write = hits.write_port()
-        counted = Signal()                      # last clock's lookup hit: write its count now
-        counted_index = Signal(range(n))
-        last_index = Signal(range(n))           # the index written last clock, and its value
-        last_value = Signal(32)
-        last_valid = Signal()
-        m.d.comb += rmw_read.addr.eq(index)
-        m.d.sync += [counted.eq(take & match.any()), counted_index.eq(index)]
-        old = Mux(last_valid & (last_index == counted_index), last_value, rmw_read.data)
+        v0, idx0 = Signal(), Signal(range(n))          # P0: a hit to count
+        v1, idx1 = Signal(), Signal(range(n))          # P1
+        v2, idx2, new2 = Signal(), Signal(range(n)), Signal(32)   # P2: write new2
+        last_w = Signal(32)                            # what P2 wrote last clock
+        from_p2, from_last = Signal(), Signal()        # P1's bypass choices, decided in P0
+        m.d.sync += [v0.eq(take & hit), idx0.eq(index)]
+        m.d.comb += rmw_read.addr.eq(idx0)
+        m.d.sync += [
+            v1.eq(v0), idx1.eq(idx0),
+            from_p2.eq(v1 & (idx1 == idx0)),
+            from_last.eq(v2 & (idx2 == idx0)),
+            v2.eq(v1), idx2.eq(idx1),
+            new2.eq(Mux(from_p2, new2, Mux(from_last, last_w, rmw_read.data)) + 1),
+            last_w.eq(new2),
+        ]
         clear_pending = Signal()
         clear_index = Signal(range(n))
-        with m.If(counted):
-            m.d.comb += [write.addr.eq(counted_index), write.data.eq(old + 1), write.en.eq(1)]
+        with m.If(v2):
+            m.d.comb += [write.addr.eq(idx2), write.data.eq(new2), write.en.eq(1)]
         with m.Elif(clear_pending):
             m.d.comb += [write.addr.eq(clear_index), write.data.eq(0), write.en.eq(1)]
             m.d.sync += clear_pending.eq(0)
-        m.d.sync += [last_valid.eq(write.en), last_index.eq(write.addr),
-                     last_value.eq(write.data)]
         misses = Signal(32)
-        with m.If(take & ~match.any()):
+        with m.If(take & ~hit):
             m.d.sync += misses.eq(misses + 1)
 
         # --- registers ----------------------------------------------------------------------
@@ -153,6 +176,11 @@ class MacTable(wiring.Component):
         sel = Signal(range(n))
         stage = Signal(entry)
         m.d.comb += csr_read.addr.eq(sel)
+        # A copy of the table in a small RAM serves `load`, instead of an n-way multiplexer.
+        m.submodules.shadow = shadow = Memory(shape=entry, depth=n, init=[])
+        shadow_w = shadow.write_port()
+        shadow_r = shadow.read_port(domain="comb")     # distributed RAM, read as addressed
+        m.d.comb += [shadow_w.addr.eq(sel), shadow_w.data.eq(stage), shadow_r.addr.eq(sel)]
         with m.If(csr.w_stb):
             with m.Switch(csr.addr):
                 with m.Case(_INDEX):
@@ -166,12 +194,14 @@ class MacTable(wiring.Component):
                                  stage.vnic.eq(csr.w_data[16:16 + self._vnic_bits]),
                                  stage.valid.eq(csr.w_data[31])]
                 with m.Case(_CMD):
-                    for k, e in enumerate(table):
-                        with m.If(sel == k):
-                            with m.If(csr.w_data[:2] == CMD_STORE):
-                                m.d.sync += e.eq(stage)
-                            with m.Elif(csr.w_data[:2] == CMD_LOAD):
-                                m.d.sync += stage.eq(e)
+                    with m.If(csr.w_data[:2] == CMD_STORE):
+                        m.d.comb += shadow_w.en.eq(1)
+                        with m.Switch(sel):
+                            for k, e in enumerate(table):
+                                with m.Case(k):
+                                    m.d.sync += e.eq(stage)
+                    with m.Elif(csr.w_data[:2] == CMD_LOAD):
+                        m.d.sync += stage.eq(shadow_r.data)
                 with m.Case(_HITS):
                     m.d.sync += [clear_pending.eq(1), clear_index.eq(sel)]
                 with m.Case(_MISSES):

@@ -1,0 +1,120 @@
+# Ref: Yosys synth_ecp5, nextpnr-ecp5 (--report)
+"""Fmax and size of single gateware components on an ECP5, before they are assembled.
+
+Each component is wrapped so that all its inputs come from registers fed by an LFSR and all its
+outputs are registered and folded into one pin: the timing is the component's own,
+register to register, at 125 MHz. Yosys and nextpnr-ecp5 come from YoWASP (PyPI).
+
+    python benchmarks/components.py [--device 25k|45k] [--json benchmarks/results/components.json]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from amaranth import *
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+
+from crossnic.boards.build import find_toolchain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Harness(Elaboratable):
+    """Drives every input port of ``dut`` from an LFSR and XORs every output into ``o``."""
+
+    def __init__(self, dut: wiring.Component):
+        self.dut = dut
+        self.o = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        ins, outs = [], []
+        for _path, member, value in dut.signature.flatten(dut):
+            (ins if member.flow == wiring.In else outs).append(Value.cast(value))
+        width = sum(len(v) for v in ins)
+        lfsr = Signal(max(width, 64), init=1)
+        m.d.sync += lfsr.eq(Cat(lfsr[1:], lfsr[0] ^ lfsr[2] ^ lfsr[3] ^ lfsr[5]))
+        staged = Signal(width)
+        m.d.sync += staged.eq(lfsr[:width])             # inputs from registers
+        offset = 0
+        for v in ins:
+            m.d.comb += v.eq(staged[offset:offset + len(v)])
+            offset += len(v)
+        folded = Signal(len(outs))
+        m.d.sync += folded.eq(Cat(v.xor() for v in outs))   # outputs into registers
+        m.d.sync += self.o.eq(folded.xor())
+        return m
+
+
+def components() -> dict:
+    from crossnic.boards.top import BoardInfo
+    from crossnic.gateware.axil import AxiLiteCsrBridge
+    from crossnic.gateware.mac_table import MacTable
+    from crossnic.gateware.regmap import Block, RegisterMap
+    from crossnic.gateware.rx_port import RX_COUNTERS
+    regmap = RegisterMap("bench", [BoardInfo(0).block(),
+                                   Block.from_counters("rx", "", RX_COUNTERS)])
+    return {
+        "MacTable(32 entries)": lambda: MacTable(32, 6),
+        "MacTable(64 entries)": lambda: MacTable(64, 6),
+        "AxiLiteCsrBridge": lambda: AxiLiteCsrBridge(regmap, 3),
+    }
+
+
+def build(name: str, make, device: str, workdir: Path, tools: dict) -> dict:
+    top = Harness(make())
+    clk, o = Signal(name="clk"), Signal(name="o")
+    m = Module()
+    m.domains.sync = ClockDomain(reset_less=True)
+    m.d.comb += [ClockSignal("sync").eq(clk), o.eq(top.o)]
+    m.submodules.top = top
+    (workdir / "top.il").write_text(rtlil.convert(m, ports=[clk, o]))
+    started = time.monotonic()
+    subprocess.run([tools["yosys"], "-q", "-p", ("read_rtlil top.il; synth_ecp5 -top top "
+                    "-json top.json")], cwd=workdir, check=True)
+    (workdir / "top.lpf").write_text('FREQUENCY PORT "clk" 125 MHZ;\n')
+    subprocess.run([tools["nextpnr-ecp5"], f"--{device}", "--package", "CABGA381" if device ==
+                    "45k" else "CABGA256", "--speed", "6", "--json", "top.json", "--lpf",
+                    "top.lpf", "--lpf-allow-unconstrained", "--report", "report.json",
+                    "--timing-allow-fail", "--quiet", "--log", "pnr.log"],
+                   cwd=workdir, check=True)
+    report = json.loads((workdir / "report.json").read_text())
+    fmax = min(c["achieved"] for c in report["fmax"].values())
+    used = {k.lower(): v["used"] for k, v in report["utilization"].items()
+            if k in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "TRELLIS_RAMW")}
+    return {"component": name, "fmax_mhz": round(fmax, 1), "luts": used.get("trellis_comb"),
+            "ffs": used.get("trellis_ff"), "bram": used.get("dp16kd"),
+            "lutram": used.get("trellis_ramw"), "seconds": round(time.monotonic() - started, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["25k", "45k"], default="25k")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/components.json")
+    args = parser.parse_args(argv)
+    tools = find_toolchain()
+    results = []
+    for name, make in components().items():
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(build(name, make, args.device, Path(tmp), tools))
+        r = results[-1]
+        print(f"{r['component']:<24} {r['fmax_mhz']:>7.1f} MHz  LUT4 {r['luts']:>5}  "
+              f"FF {r['ffs']:>5}  BRAM {r['bram']}  LUTRAM {r['lutram']}  ({r['seconds']} s)",
+              flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"device": f"LFE5U-{args.device.upper()}-6, 125 MHz "
+                                               "constraint, register-to-register",
+                                     "results": results}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
