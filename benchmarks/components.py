@@ -59,7 +59,7 @@ def components() -> dict:
     from crossnic.gateware.mac_table import MacTable
     from crossnic.gateware.regmap import Block, RegisterMap
     from crossnic.gateware.rx_port import RX_COUNTERS
-    regmap = RegisterMap("bench", [BoardInfo(0).block(),
+    regmap = RegisterMap("bench", [BoardInfo.describe(0),
                                    Block.from_counters("rx", "", RX_COUNTERS)])
     return {
         "MacTable(32 entries)": lambda: MacTable(32, 6),

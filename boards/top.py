@@ -29,7 +29,7 @@ from amaranth import *
 from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
-from crossnic.gateware.csr import Counter, CounterBank, CounterRegister, CsrSignature
+from crossnic.gateware.csr import Counter, CounterBank, CsrSignature
 from crossnic.gateware.csr_decoder import CsrDecoder
 from crossnic.gateware.ecp5_pll import EHXPLLL
 from crossnic.gateware.regmap import Access, Block, Field, Register, RegisterMap
@@ -84,14 +84,6 @@ class BoardInfo(wiring.Component):
         ``framing_errors | timeouts << 16`` from the bridge.
     """
 
-    REGISTERS = (
-        ("id", "reads 0x43494e43: the bytes 'CNIC' (little-endian)"),
-        ("config", "[7:0] ports, [15:8] datapath (0 echo, 1 RxPort/TxPort), [31:16] core MHz"),
-        ("status", "live status bits, see BoardTop.STATUS_BITS"),
-        ("scratch", "read/write, for testing the register path"),
-        ("uart_errors", "[15:0] bytes with a bad stop bit, [31:16] abandoned commands"),
-    )
-
     #: clocks from ``csr.r_stb`` to valid ``csr.r_data``
     read_latency = 2
 
@@ -103,31 +95,27 @@ class BoardInfo(wiring.Component):
             "uart_errors": In(32),
         })
 
-    @property
-    def registers(self) -> list[CounterRegister]:
-        return [CounterRegister(name, addr, "", doc)
-                for addr, (name, doc) in enumerate(self.REGISTERS)]
-
-    def block(self, name: str = "board") -> Block:
-        """The block's registers for the register map, fields and reset values included."""
+    @classmethod
+    def describe(cls, config: int, name: str = "board") -> Block:
+        """The registers of a block built with ``config``, fields and reset values included
+        (without making the component, which would then have to be elaborated)."""
         ro = Access.RO
-        ports, datapath, mhz = (self._config & 0xFF, self._config >> 8 & 0xFF,
-                                self._config >> 16)
-        docs = dict(self.REGISTERS)
+        ports, datapath, mhz = config & 0xFF, config >> 8 & 0xFF, config >> 16
         status = tuple(Field(bit, n, 1, ro, BoardTop.STATUS_DOCS[bit])
                        for n, bit in enumerate(BoardTop.STATUS_BITS))
         return Block(name, "Board identification, configuration, status, scratch, UART errors.", (
-            Register.word("id", 0, ro, docs["id"], reset=BOARD_ID),
+            Register.word("id", 0, ro, "reads 0x43494e43: the bytes 'CNIC' (little-endian)",
+                          reset=BOARD_ID),
             Register("config", 1, "Build-time configuration.", (
                 Field("ports", 0, 8, ro, "Ethernet ports", ports),
                 Field("datapath", 8, 8, ro, "0 echo, 1 RxPort/TxPort", datapath),
                 Field("core_mhz", 16, 16, ro, "core (sync) clock in MHz", mhz))),
             Register("status", 2, "Live status bits.", status),
-            Register.word("scratch", 3, Access.RW, docs["scratch"]),
+            Register.word("scratch", 3, Access.RW, "read/write, for testing the register path"),
             Register("uart_errors", 4, "Errors seen by the UART bridge (wrap).", (
                 Field("framing_errors", 0, 16, ro, "bytes with a bad stop bit"),
                 Field("timeouts", 16, 16, ro, "commands abandoned half-way"))),
-        ), self.read_latency)
+        ), cls.read_latency)
 
     def elaborate(self, platform):
         m = Module()
@@ -180,13 +168,13 @@ class BoardTop(Elaboratable):
 
     # -- register map -------------------------------------------------------------------------
 
-    def _info(self) -> "BoardInfo":
-        return BoardInfo(config=self.board.ports | int(self.datapath == "ports") << 8
-                         | int(CORE_MHZ) << 16)
+    def _config(self) -> int:
+        """BoardInfo's ``config`` word: ports, datapath, core MHz."""
+        return self.board.ports | int(self.datapath == "ports") << 8 | int(CORE_MHZ) << 16
 
     def regmap(self) -> RegisterMap:
         """The registers the host reaches over the UART, block by block (no elaboration needed)."""
-        blocks = [self._info().block("board"),
+        blocks = [BoardInfo.describe(self._config(), "board"),
                   Block.from_counters("counters", "Frame events seen at the RGMII pins (32-bit).",
                                       self._counter_list())]
         if self.datapath == "ports":
@@ -265,7 +253,7 @@ class BoardTop(Elaboratable):
             m.d.comb += [rst_o.o.eq(~phy_ready), mdc_o.o.eq(0), mdio.oe.eq(0)]
 
         # Ports.
-        blocks = []                       # (name, csr bus, registers)
+        blocks = []                       # (name, csr bus), in register-map order
         status = {"pll_locked": pll.locked, "phy_ready": phy_ready}
         m.submodules.counters = counters = self._counters()
         rx_taps = delay_taps(cons.rx_delay_ns)
@@ -289,8 +277,7 @@ class BoardTop(Elaboratable):
                 wiring.connect(m, rgmii_rx.gmii, rx_port.gmii)
                 wiring.connect(m, rx_port.o, tx_port.i)    # RxPort's output is registered
                 wiring.connect(m, tx_port.gmii, rgmii_tx.gmii)
-                blocks.append((f"eth{n}_rx", rx_port.csr, rx_port.registers))
-                blocks.append((f"eth{n}_tx", tx_port.csr, tx_port.registers))
+                blocks += [(f"eth{n}_rx", rx_port.csr), (f"eth{n}_tx", tx_port.csr)]
             else:
                 # Bring-up stand-in: echo the received octets with RX_CLK as TX_CLK.
                 tx_dom = rx_dom
@@ -329,22 +316,21 @@ class BoardTop(Elaboratable):
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buf = uart_rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = uart_tx = io.Buffer("o", uart.tx)
-        m.submodules.info = info = self._info()
-        blocks = [("board", info.csr, info.registers),
-                  ("counters", counters.csr, counters.registers), *blocks]
+        m.submodules.info = info = BoardInfo(config=self._config())
+        blocks = [("board", info.csr), ("counters", counters.csr), *blocks]
         # The decoder is laid out by the register map, which the host and the docs also use.
         regmap = self.regmap()
-        assert [name for name, _, _ in blocks] == [b.name for b in regmap.blocks]
+        assert [name for name, _ in blocks] == [b.name for b in regmap.blocks]
         latencies = {b.read_latency for b in regmap.blocks}
         assert len(latencies) == 1, f"blocks differ in read latency: {latencies}"
-        widths = [len(csr.addr) for _, csr, _ in blocks]
+        widths = [len(csr.addr) for _, csr in blocks]
         m.submodules.decoder = decoder = CsrDecoder(widths, regmap.block_bits,
                                                     block_latency=latencies.pop())
         m.submodules.bridge = bridge = UartCsrBridge(
             decoder.addr_width, round(CORE_MHZ * 1e6 / cons.baud), UART_TIMEOUT_CYCLES,
             read_latency=decoder.read_latency)
         wiring.connect(m, bridge.csr, decoder.bus)
-        for k, (_, csr, _) in enumerate(blocks):
+        for k, (_, csr) in enumerate(blocks):
             wiring.connect(m, decoder.block(k), csr)
         m.d.comb += [
             bridge.rx.eq(uart_rx.i),

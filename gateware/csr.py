@@ -10,7 +10,7 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CsrSignature", "Counter", "CounterRegister", "CounterBank"]
+__all__ = ["CsrSignature", "Counter", "CounterRegister", "CounterBank", "counter_registers"]
 
 
 class CsrSignature(wiring.Signature):
@@ -53,6 +53,20 @@ class CounterRegister:
     doc: str
 
 
+def counter_registers(counters: list[Counter]) -> list[CounterRegister]:
+    """Where a :class:`CounterBank` of ``counters`` puts them: counter k owns words 2k (low)
+    and 2k+1 (high, absent for counters of 32 bits or fewer), so the bank's read multiplexer
+    selects among counters, not words."""
+    regs = []
+    for k, c in enumerate(counters):
+        if c.width > 32:
+            regs.append(CounterRegister(c.name, 2 * k, "lo", c.doc))
+            regs.append(CounterRegister(c.name, 2 * k + 1, "hi", c.doc))
+        else:
+            regs.append(CounterRegister(c.name, 2 * k, "", c.doc))
+    return regs
+
+
 class CounterBank(wiring.Component):
     """Free-running statistics counters readable over :class:`CsrSignature`.
 
@@ -77,24 +91,12 @@ class CounterBank(wiring.Component):
             if not 1 <= c.width <= 64:
                 raise ValueError(f"counter {c.name!r}: width must be 1..64, not {c.width}")
         self._counters = list(counters)
-        self._registers = self._allocate()
+        self._registers = counter_registers(self._counters)
         addr_width = max(1, (2 * len(self._counters) - 1).bit_length())
         super().__init__({
             "csr": In(CsrSignature(addr_width)),
             "inc": In(data.StructLayout({c.name: c.inc_width for c in counters})),
         })
-
-    def _allocate(self) -> list[CounterRegister]:
-        # Counter k owns words 2k (low) and 2k+1 (high, absent for counters of 32 bits or
-        # fewer), so the read multiplexer selects among counters, not words.
-        regs = []
-        for k, c in enumerate(self._counters):
-            if c.width > 32:
-                regs.append(CounterRegister(c.name, 2 * k, "lo", c.doc))
-                regs.append(CounterRegister(c.name, 2 * k + 1, "hi", c.doc))
-            else:
-                regs.append(CounterRegister(c.name, 2 * k, "", c.doc))
-        return regs
 
     @property
     def counters(self) -> list[Counter]:

@@ -120,9 +120,9 @@ class Block:
     def from_counters(cls, name: str, doc: str, counters: list[Counter]) -> "Block":
         """The registers of a :class:`~crossnic.gateware.csr.CounterBank` of ``counters``:
         counter *k* at words 2k (low) and 2k+1 (high, for counters wider than 32 bits)."""
-        from .csr import CounterBank
+        from .csr import CounterBank, counter_registers
         regs = []
-        for reg in CounterBank(counters).registers:
+        for reg in counter_registers(counters):
             c = next(c for c in counters if c.name == reg.name)
             width = 32 if reg.part == "lo" else min(32, c.width - (32 if reg.part == "hi" else 0))
             access = Access.RO if reg.part == "hi" else Access.WC

@@ -72,7 +72,7 @@ class SimSerial:
 
 COUNTERS = [Counter("frames", "frames seen"), Counter("errors", "errors", width=32)]
 #: The register map of the simulated board below (block_bits=3, as its decoder).
-REGMAP = RegisterMap("test board", [BoardInfo(config=0x7D0102).block(),
+REGMAP = RegisterMap("test board", [BoardInfo.describe(0x7D0102),
                                     Block.from_counters("counters", "test counters", COUNTERS)],
                      block_bits=3)
 

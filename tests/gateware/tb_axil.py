@@ -21,7 +21,7 @@ CONFIG = 0x7D0102
 
 
 def regmap() -> RegisterMap:
-    return RegisterMap("AXI test card", [BoardInfo(config=CONFIG).block("info"),
+    return RegisterMap("AXI test card", [BoardInfo.describe(CONFIG, "info"),
                                          Block.from_counters("stats", "test counters",
                                                              COUNTERS)])
 
