@@ -116,8 +116,8 @@ class PacketFifo(wiring.Component):
         wrote = Signal()               # last clock wrote a beat and moved wr past it
         just_committed = Signal()      # last clock committed a frame: committed == wr now
         m.d.sync += [
-            wr_room2.eq((wr - rd)[:bits] < depth - 1),
-            wr_room1.eq((wr - rd)[:bits] < depth),
+            wr_room2.eq(self.level < depth - 1),
+            wr_room1.eq(self.level < depth),
             committed_room1.eq((committed - rd)[:bits] < depth),
             wrote.eq(0),
             just_committed.eq(self.commit),
