@@ -15,7 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 __all__ = [
-    "params", "pack", "unpack", "start_clock", "reset", "csr_read", "csr_write",
+    "params", "pack", "unpack", "start_clock", "reset", "csr_read", "csr_counters", "csr_write",
     "StreamSource", "StreamSink",
 ]
 
@@ -69,6 +69,17 @@ async def csr_read(dut, addr: int, *, latency: int = 2) -> int:
     for _ in range(latency):
         await RisingEdge(dut.clk)
     return int(dut.csr__r_data.value)
+
+
+async def csr_counters(dut, registers, *, latency: int = 2) -> dict[str, int]:
+    """Every counter of ``registers`` (:class:`~crossnic.gateware.csr.CounterRegister`: name,
+    addr, part) by name, wide ones combined. Words are read in the order given, which puts each
+    low word before its high word (reading it latches the high word)."""
+    out: dict[str, int] = {}
+    for reg in registers:
+        word = await csr_read(dut, reg.addr, latency=latency)
+        out[reg.name] = out.get(reg.name, 0) | word << (32 if reg.part == "hi" else 0)
+    return out
 
 
 async def csr_write(dut, addr: int, value: int) -> None:

@@ -15,10 +15,11 @@ from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.eth import GmiiFrame, GmiiSource
 
+from crossnic.gateware.csr import CounterRegister
 from crossnic.gateware.layouts import FrameMetadata
 from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.rx_port import RxPort
-from crossnic.sim.cocotb_util import StreamSink, csr_read, params, start_clock
+from crossnic.sim.cocotb_util import StreamSink, csr_counters, params, start_clock
 
 RX_PERIOD_NS = 8.0      # 125 MHz from the PHY
 CORE_PERIOD_NS = 7.99   # the card's own 125 MHz oscillator: close, never equal
@@ -43,17 +44,10 @@ class Csr:
         dut.csr__r_stb.value = 0
         dut.csr__w_stb.value = 0
 
-    async def read(self, addr: int) -> int:
-        return await csr_read(self.dut, addr, latency=RxPort.read_latency)
-
     async def counters(self, registers: list[dict]) -> dict[str, int]:
         """Read every counter; the low word first, so the high word is latched with it."""
-        out: dict[str, int] = {}
-        for reg in registers:
-            word = await self.read(reg["addr"])
-            shift = 32 if reg["part"] == "hi" else 0
-            out[reg["name"]] = out.get(reg["name"], 0) | word << shift
-        return out
+        return await csr_counters(self.dut, [CounterRegister(doc="", **r) for r in registers],
+                                  latency=RxPort.read_latency)
 
 
 @cocotb.test()

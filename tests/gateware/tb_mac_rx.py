@@ -23,7 +23,7 @@ from scapy.packet import Raw
 
 from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.rx_port import RX_COUNTERS, RxPort
-from crossnic.sim.cocotb_util import csr_read, params, start_clock, unpack
+from crossnic.sim.cocotb_util import csr_counters, params, start_clock, unpack
 
 __all__ = ["build_design", "design"]
 
@@ -85,13 +85,13 @@ def on_wire(frame: bytes, *, preamble: bytes = PREAMBLE, good_fcs: bool = True,
 
 # --- bench -------------------------------------------------------------------------------------
 
-def _register_map() -> dict[tuple[str, str], int]:
+def _registers() -> list:
     port = RxPort(WIDTH, FIFO_DEPTH)
     Fragment.get(port, None)    # elaborate it, or amaranth warns that it was never used
-    return {(r.name, r.part): r.addr for r in port.registers}
+    return port.registers
 
 
-REGISTERS = _register_map()
+REGISTERS = _registers()
 COUNTERS = [c.name for c in RX_COUNTERS]
 DROPS = [n for n in COUNTERS if n.startswith("drop_")]
 
@@ -180,18 +180,10 @@ class Bench:
         for _ in range(n):
             await RisingEdge(self.dut.rx_clk)
 
-    async def csr_read(self, addr: int) -> int:
-        await RisingEdge(self.dut.clk)
-        return await csr_read(self.dut, addr, latency=RxPort.read_latency)
-
     async def counters(self) -> dict[str, int]:
         """Every counter over the CSR port (low word first: it latches the high word)."""
-        out = {}
-        for name in COUNTERS:
-            lo = await self.csr_read(REGISTERS[name, "lo"])
-            hi = await self.csr_read(REGISTERS[name, "hi"])
-            out[name] = hi << 32 | lo
-        return out
+        await RisingEdge(self.dut.clk)
+        return await csr_counters(self.dut, REGISTERS, latency=RxPort.read_latency)
 
     async def configure(self, **values: int) -> None:
         """Change quasi-static config while the wire is quiet, and let it settle in ``rx``."""
