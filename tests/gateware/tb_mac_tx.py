@@ -39,7 +39,7 @@ from scapy.packet import Raw
 
 from crossnic.gateware.packet import packet_layout
 from crossnic.gateware.tx_port import SIZE_BUCKETS, TxPort
-from crossnic.sim.cocotb_util import csr_read, csr_write, pack, params
+from crossnic.sim.cocotb_util import csr_counters, csr_read, csr_write, pack, params
 
 WIDTH = 4
 FIFO_DEPTH = 512          # beats of store and forward: frames up to 2048 bytes
@@ -219,12 +219,7 @@ class Bench:
     async def counters(self) -> dict:
         """All counters over CSR (low word first: it latches the high word)."""
         await ClockCycles(self.dut.clk, 32)    # let the last status records cross
-        values = {}
-        for reg in registers():
-            word = await self.read(reg.addr)
-            shift = 32 if reg.part == "hi" else 0
-            values[reg.name] = values.get(reg.name, 0) | word << shift
-        return values
+        return await csr_counters(self.dut, registers(), latency=TxPort.read_latency)
 
     async def expect_frames(self, expected: list[bytes]) -> list:
         """Receive one GMII frame per entry and compare it byte for byte."""
@@ -237,6 +232,18 @@ class Bench:
             assert rx.check_fcs() and rx.error is None, f"frame {n}: FCS or TX_ER"
             got.append(rx)
         return got
+
+    async def transmit(self, frames: list[bytes], *, options: list[dict] | None = None,
+                       good: list[bytes] | None = None, idle_clocks: int = 64) -> list[bytes]:
+        """Queue ``frames`` (``options[n]`` as :meth:`send` keywords), check the wire carries
+        ``good`` (default: all of them) byte for byte, wait for it to go quiet; returns the
+        expected wire bytes."""
+        for n, f in enumerate(frames):
+            self.send(f, **(options[n] if options else {}))
+        expected = [wire_bytes(f) for f in (frames if good is None else good)]
+        await self.expect_frames(expected)
+        await self.idle(idle_clocks)
+        return expected
 
     def run_clocks(self) -> list[int]:
         return [round((fall - rise) / TX_NS) for rise, fall in self.runs]
@@ -271,11 +278,7 @@ async def test_sizes(dut):
     frames += [make_frame(s, n, rng, vlan=True) for n, s in enumerate(p.get("vlan", [64, 1518]))]
     bench = Bench(dut)
     await bench.start()
-    for f in frames:
-        bench.send(f)
-    expected = [wire_bytes(f) for f in frames]
-    await bench.expect_frames(expected)
-    await bench.idle()
+    expected = await bench.transmit(frames)
     check_runs(bench, expected)
     assert await bench.counters() == expected_counters(frames)
 
@@ -288,11 +291,7 @@ async def test_line_rate(dut):
     frames = [make_frame(60, k, rng) for k in range(n)]
     bench = Bench(dut)
     await bench.start()
-    for f in frames:
-        bench.send(f)
-    expected = [wire_bytes(f) for f in frames]
-    await bench.expect_frames(expected)
-    await bench.idle()
+    expected = await bench.transmit(frames)
     check_runs(bench, expected)
     total = round((bench.runs[-1][1] - bench.runs[0][0]) / TX_NS) + IFG
     assert total == n * 84, f"{n} frames took {total} tx clocks, not {n * 84}"
@@ -308,11 +307,7 @@ async def test_core_stall(dut):
     stalls = [(50, 3000), (3, 500), None, (49, 40)]
     bench = Bench(dut)
     await bench.start()
-    for f, s in zip(frames, stalls, strict=True):
-        bench.send(f, stall=s)
-    expected = [wire_bytes(f) for f in frames]
-    await bench.expect_frames(expected)
-    await bench.idle()
+    expected = await bench.transmit(frames, options=[{"stall": s} for s in stalls])
     check_runs(bench, expected, gap=None)
     for n, ((rise, _), done) in enumerate(zip(bench.runs, bench.accepted, strict=True)):
         assert rise > done, f"frame {n} started on the wire before its last beat went in"
@@ -330,11 +325,7 @@ async def test_slow_core(dut):
     frames = [make_frame(s, n, rng) for n, s in enumerate(sizes)]
     bench = Bench(dut)
     await bench.start()
-    for f in frames:
-        bench.send(f)
-    expected = [wire_bytes(f) for f in frames]
-    await bench.expect_frames(expected)
-    await bench.idle()
+    expected = await bench.transmit(frames)
     check_runs(bench, expected, gap=None)
     assert await bench.counters() == expected_counters(frames)    # underrun 0 among them
 
@@ -350,12 +341,9 @@ async def test_error_and_oversize(dut):
     frames = [(make_frame(s, n, rng), e) for n, (s, e) in enumerate(plan)]
     bench = Bench(dut)
     await bench.start()
-    for f, e in frames:
-        bench.send(f, error=e)
     good = [f for f, e in frames if not e and len(f) <= cap]
-    expected = [wire_bytes(f) for f in good]
-    await bench.expect_frames(expected)
-    await bench.idle(tx_clocks=2 * cap)
+    expected = await bench.transmit([f for f, _ in frames], good=good, idle_clocks=2 * cap,
+                                    options=[{"error": e} for _, e in frames])
     check_runs(bench, expected, gap=None)
     counters = await bench.counters()
     assert counters == expected_counters(good, aborted=3, oversize=2)
@@ -377,11 +365,7 @@ async def bench_back_to_back(dut):
     bench = Bench(dut)
     await bench.start()
     wall = time.monotonic()
-    for f in frames:
-        bench.send(f)
-    expected = [wire_bytes(f) for f in frames]
-    await bench.expect_frames(expected)
-    await bench.idle()
+    expected = await bench.transmit(frames)
     wall = time.monotonic() - wall
     check_runs(bench, expected)
     tx_clocks = round((bench.runs[-1][1] - bench.runs[0][0]) / TX_NS) + IFG
