@@ -36,6 +36,8 @@ __all__ = [
     "ETHERTYPE_ARP", "ETHERTYPE_IPV4", "ETHERTYPE_IPV6", "TPID_8021Q",
     "IPPROTO_ICMP", "IPPROTO_ICMPV6", "IPPROTO_TCP", "IPPROTO_UDP", "IPV6_EXT_HEADERS",
     "L3Proto", "L4Proto", "Checksum", "ParseErrors", "FrameMetadata",
+    "FrameClass", "Cast", "Priority", "DropReason", "ClassResult",
+    "RxDescriptor", "RxCompletion", "TxDescriptor", "DESCRIPTOR_BYTES", "COMPLETION_BYTES",
 ]
 
 TPID_8021Q = 0x8100        # IEEE 802.1Q C-VLAN tag protocol identifier
@@ -166,3 +168,114 @@ class FrameMetadata(data.Struct):
     ip_csum: Checksum
     l4_csum: Checksum
     errors: ParseErrors
+
+
+# --- classification and DMA ------------------------------------------------------------------
+# Ref: ../shared/DESIGN.md "Host interface"; Crossbow's local/forwarding receive rings.
+
+
+class FrameClass(enum.Enum, shape=1):
+    """Whether a frame is for the receiving VNIC's own stack or for it to forward."""
+    FORWARD = 0   #: destination IP not in the local-IP table for the VNIC (or not IP)
+    LOCAL = 1     #: destination IP registered for the VNIC in the local-IP table
+
+
+class Cast(enum.Enum, shape=2):
+    """Destination MAC kind."""
+    UNICAST = 0
+    MULTICAST = 1
+    BROADCAST = 2
+
+
+class Priority(enum.Enum, shape=2):
+    """dladm/flowadm priority levels."""
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+
+
+class DropReason(enum.Enum, shape=4):
+    """Why the card dropped a received frame (every drop is counted under one reason)."""
+    NONE = 0              #: delivered
+    UNKNOWN_UNICAST = 1   #: unicast to no MAC-table entry and the policy is drop
+    MULTICAST_FILTER = 2  #: multicast not in the MAC table nor passed by the multicast filter
+    VNIC_DISABLED = 3     #: the VNIC the frame belongs to is disabled
+    FLOW_DROP = 4         #: a flow entry whose action is drop matched
+    RING_DISABLED = 5     #: the target ring is not enabled
+    NO_DESCRIPTOR = 6     #: the target ring has no posted receive buffer
+    COMPLETION_FULL = 7   #: the target ring's completion ring has no free entry
+    TOO_LONG = 8          #: the frame is longer than the posted buffer
+    BAD_DESCRIPTOR = 9    #: the posted buffer's address is not aligned
+
+
+class ClassResult(data.Struct):
+    """What the classifier decided for one frame, with what its completion will carry.
+
+    One per frame, in frame order, beside the frame on its way to the receive DMA engine.
+    """
+    length: 16
+    #: Physical port the frame came in on (or the hairpin for VNIC-to-VNIC traffic).
+    port: 2
+    ring: 8
+    vnic: 8
+    vns_id: 8
+    cls: FrameClass
+    cast: Cast
+    priority: Priority
+    #: A flow-table entry matched (``flow_id`` is its index).
+    flow_hit: 1
+    flow_id: 8
+    vlan_tagged: 1
+    #: 802.1Q tag control: PCP (15:13), DEI (12), VID (11:0).
+    vlan_tci: 16
+    ip_csum: Checksum
+    l4_csum: Checksum
+    #: Hash of (IP source, IP destination, protocol, ports); see ``crossnic.gateware.classifier``.
+    flow_hash: 32
+    drop: DropReason
+
+
+#: Size of a receive/transmit descriptor and of a receive completion in host memory.
+DESCRIPTOR_BYTES = 16
+COMPLETION_BYTES = 16
+
+
+class RxDescriptor(data.Struct):
+    """A receive buffer posted by the host (16 bytes, little-endian in host memory)."""
+    #: Bus address of the buffer; must be 8-byte aligned.
+    addr: 64
+    #: Buffer size in bytes; a longer frame is dropped (``TOO_LONG``), never cut.
+    length: 16
+    _reserved: 48
+
+
+class RxCompletion(data.Struct):
+    """Written by the card into a ring's completion ring for each received frame (16 bytes).
+
+    ``phase`` is 1 on the first pass through the completion ring and flips on every wrap, so
+    the host finds new entries without reading a card register (memory starts zeroed).
+    """
+    length: 16
+    vlan_tci: 16
+    ring: 8
+    vnic: 8
+    vns_id: 8
+    flow_id: 8
+    flow_hash: 32
+    cls: FrameClass
+    cast: Cast
+    ip_csum: Checksum
+    l4_csum: Checksum
+    flow_hit: 1
+    vlan_tagged: 1
+    priority: Priority
+    port: 2
+    _reserved: 18
+    phase: 1
+
+
+class TxDescriptor(data.Struct):
+    """A frame posted for transmission (16 bytes, little-endian in host memory)."""
+    addr: 64
+    length: 16
+    _reserved: 48

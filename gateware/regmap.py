@@ -90,13 +90,28 @@ class Register:
 
 @dataclass(frozen=True)
 class Block:
-    """Registers of one gateware block, at word offsets from the block's base."""
+    """Registers of one gateware block, at word offsets from the block's base.
+
+    A block of ``count`` > 1 is an array of identical register sets (one per ring, say), set *n*
+    at ``n * stride`` words: ``stride`` is a power of two that holds one set, so the gateware
+    takes the set number straight from the address bits above it. Its registers are named
+    ``block[n].register`` in the map.
+    """
     name: str
     doc: str
     registers: tuple[Register, ...]
     read_latency: int = 2
+    count: int = 1
+    stride: int = 0
 
     def __post_init__(self):
+        if self.count < 1:
+            raise ValueError(f"block {self.name!r}: count must be at least 1")
+        if self.count > 1:
+            top = max(r.offset for r in self.registers)
+            if self.stride & (self.stride - 1) or self.stride <= top:
+                raise ValueError(f"block {self.name!r}: stride {self.stride} must be a power "
+                                 f"of two above the last register offset {top}")
         seen: dict[int, str] = {}
         keys: set[str] = set()
         for r in self.registers:
@@ -114,7 +129,23 @@ class Block:
     def addr_width(self) -> int:
         """Address bits the block decodes (at least 1)."""
         top = max(r.offset for r in self.registers)
+        if self.count > 1:
+            top = (self.count - 1) * self.stride + top
         return max(1, top.bit_length())
+
+    @property
+    def set_bits(self) -> int:
+        """Address bits of one register set (the low bits; the set number is above them)."""
+        return (self.stride - 1).bit_length() if self.count > 1 else self.addr_width
+
+    def instances(self):
+        """(path prefix, word offset) of each register set: ``("name", 0)`` for a single set,
+        ``("name[n]", n * stride)`` for an array."""
+        if self.count == 1:
+            yield self.name, 0
+        else:
+            for n in range(self.count):
+                yield f"{self.name}[{n}]", n * self.stride
 
     @classmethod
     def from_counters(cls, name: str, doc: str, counters: list[Counter]) -> "Block":
@@ -133,7 +164,7 @@ class Block:
 
 @dataclass(frozen=True)
 class PlacedRegister:
-    block: str
+    block: str                      # ``name`` or ``name[n]`` for a set of an array block
     register: Register
     addr: int                       # word address on the bus
 
@@ -185,9 +216,11 @@ class RegisterMap:
         raise KeyError(f"no block {block!r}; blocks: {', '.join(b.name for b in self.blocks)}")
 
     def registers(self):
+        """Every register of every set of every block, in address order."""
         for k, b in enumerate(self.blocks):
-            for r in sorted(b.registers, key=lambda r: r.offset):
-                yield PlacedRegister(b.name, r, (k << self.block_bits) | r.offset)
+            for prefix, offset in b.instances():
+                for r in sorted(b.registers, key=lambda r: r.offset):
+                    yield PlacedRegister(prefix, r, (k << self.block_bits) + offset + r.offset)
 
     def __getitem__(self, path: str) -> PlacedRegister:
         try:
@@ -216,12 +249,16 @@ class RegisterMap:
             lines.append(f"| `{b.name}` | {self.base(b.name):#06x} | {1 << b.addr_width} "
                          f"| {b.read_latency} | {b.doc} |")
         for b in self.blocks:
-            lines += ["", f"## `{b.name}` at {self.base(b.name):#06x}", "", b.doc, "",
-                      "| address | register | access | reset | description |",
+            base = self.base(b.name)
+            lines += ["", f"## `{b.name}` at {base:#06x}", "", b.doc, ""]
+            if b.count > 1:
+                lines += [(f"{b.count} register sets `{b.name}[n]`, set *n* at "
+                           f"{base:#06x} + {b.stride}*n; offsets below are within a set."), ""]
+            lines += ["| address | register | access | reset | description |",
                       "|---|---|---|---|---|"]
-            for r in (r for r in self.registers() if r.block == b.name):
-                reg = r.register
-                lines.append(f"| {r.addr:#06x} | `{reg.key}` | {reg.access.value} "
+            for reg in sorted(b.registers, key=lambda r: r.offset):
+                where = f"+{reg.offset:#04x}" if b.count > 1 else f"{base + reg.offset:#06x}"
+                lines.append(f"| {where} | `{reg.key}` | {reg.access.value} "
                              f"| {reg.reset:#x} | {_doc(reg)} |")
         return "\n".join(lines) + "\n"
 

@@ -82,3 +82,20 @@ def test_regmap_cli(capsys):
     assert "unknown board" in capsys.readouterr().err
     assert main(["regmap", "--board", "versa_ecp5", "--datapath", "echo"]) == 2
     assert "TX clock shift" in capsys.readouterr().err
+
+
+def test_array_block_places_one_set_per_stride():
+    regs = (Register.word("base", 0, Access.RW, "ring base"),
+            Register.word("head", 5, Access.RO, "ring head"))
+    ring = Block("ring", "rings", regs, count=4, stride=8)
+    assert ring.addr_width == 5 and ring.set_bits == 3
+    m = RegisterMap("m", [Block("pf", "", (Register.word("x", 0, Access.RW, ""),)), ring])
+    assert m.block_bits == 5
+    assert m["ring[0].base"].addr == 32 and m["ring[3].head"].addr == 32 + 24 + 5
+    assert "ring.base" not in m and len(list(m.registers())) == 1 + 8
+    doc = m.markdown()
+    assert "4 register sets `ring[n]`" in doc and "| +0x05 | `head` |" in doc
+    with pytest.raises(ValueError, match="stride"):
+        Block("r", "", regs, count=2, stride=6)
+    with pytest.raises(ValueError, match="stride"):
+        Block("r", "", regs, count=2, stride=4)
