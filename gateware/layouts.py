@@ -36,7 +36,7 @@ __all__ = [
     "ETHERTYPE_ARP", "ETHERTYPE_IPV4", "ETHERTYPE_IPV6", "TPID_8021Q",
     "IPPROTO_ICMP", "IPPROTO_ICMPV6", "IPPROTO_TCP", "IPPROTO_UDP", "IPV6_EXT_HEADERS",
     "L3Proto", "L4Proto", "Checksum", "ParseErrors", "FrameMetadata",
-    "FrameClass", "Cast", "Priority", "DropReason", "ClassResult",
+    "FrameClass", "Cast", "Priority", "DropReason", "ClassResult", "ClassifierInput",
     "RxDescriptor", "RxCompletion", "TxDescriptor", "DESCRIPTOR_BYTES", "COMPLETION_BYTES",
 ]
 
@@ -206,6 +206,10 @@ class DropReason(enum.Enum, shape=4):
     COMPLETION_FULL = 7   #: the target ring's completion ring has no free entry
     TOO_LONG = 8          #: the frame is longer than the posted buffer
     BAD_DESCRIPTOR = 9    #: the posted buffer's address is not aligned
+
+
+#: What the classifier takes for each frame: its metadata and the port it came in on.
+ClassifierInput = data.StructLayout({"port": 2, "meta": FrameMetadata})
 
 
 class ClassResult(data.Struct):

@@ -18,6 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
+from .match import HitCounters, lowest_match
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["MacKey", "MacTable", "mac_match_layout", "CMD_STORE", "CMD_LOAD"]
@@ -30,16 +31,6 @@ CMD_STORE, CMD_LOAD = 1, 2
 
 # Register word offsets.
 _INDEX, _MAC_LO, _MAC_HI, _CTRL, _CMD, _HITS, _MISSES = range(7)
-
-
-def _lowest_match(items: list[tuple[Value, Value, Value]]) -> tuple[Value, Value, Value]:
-    """(any, index, vnic) of the first item whose flag is set: a balanced tree of 2:1 choices,
-    log2(n) levels deep instead of an n-long priority chain."""
-    while len(items) > 1:
-        pairs = [items[k:k + 2] for k in range(0, len(items), 2)]
-        items = [(a[0] | b[0], Mux(a[0], a[1], b[1]), Mux(a[0], a[2], b[2])) if b else a
-                 for a, b in ((p[0], p[1] if len(p) > 1 else None) for p in pairs)]
-    return items[0]
 
 
 def mac_match_layout(entries: int, vnic_bits: int) -> data.StructLayout:
@@ -61,23 +52,30 @@ class MacTable(wiring.Component):
     ----------
     lookup : In(stream of MacKey)
     result : Out(stream of mac_match_layout), one per lookup, two clocks later (registered)
+    tx_lookup, tx_result : the same, a second port (``tx_port=True``) for the transmit path's
+        hairpin decision; its lookups are not counted in ``hits``/``misses``
     csr : In(CsrSignature), ``read_latency`` = 2 like the counter banks
     """
 
     read_latency = 2
 
-    def __init__(self, entries: int = 32, vnic_bits: int = 6):
+    def __init__(self, entries: int = 32, vnic_bits: int = 6, *, tx_port: bool = False):
         if not 1 <= entries <= 256:
             raise ValueError(f"entries must be 1..256, not {entries}")
         if not 1 <= vnic_bits <= 8:
             raise ValueError(f"vnic_bits must be 1..8, not {vnic_bits}")
         self._entries = entries
         self._vnic_bits = vnic_bits
-        super().__init__({
+        self._tx_port = tx_port
+        members = {
             "lookup": In(stream.Signature(MacKey)),
             "result": Out(stream.Signature(mac_match_layout(entries, vnic_bits))),
             "csr": In(CsrSignature(3)),
-        })
+        }
+        if tx_port:
+            members["tx_lookup"] = In(stream.Signature(MacKey))
+            members["tx_result"] = Out(stream.Signature(mac_match_layout(entries, vnic_bits)))
+        super().__init__(members)
 
     @property
     def entries(self) -> int:
@@ -105,68 +103,49 @@ class MacTable(wiring.Component):
                           "(write clears)"),
         ), self.read_latency)
 
+    def _lookup_port(self, m: Module, table: list, lookup, result, prefix: str):
+        """Compare, then pick: two registered stages. Returns (hit, index, take) of the
+        second stage, ``take`` when a lookup completes this clock."""
+        n = self._entries
+        # 1: compare the key with every entry; register the match vector together with a
+        #    snapshot of the entries' VNICs (so a result never mixes two versions of an entry).
+        # 2: a priority tree picks the lowest matching index; register the result.
+        advance = Signal(name=f"{prefix}advance")
+        m.d.comb += [advance.eq(~result.valid | result.ready), lookup.ready.eq(advance)]
+        key = lookup.payload
+        s1_valid = Signal(name=f"{prefix}s1_valid")
+        s1_match = Signal(n, name=f"{prefix}s1_match")
+        s1_vnic = [Signal(self._vnic_bits, name=f"{prefix}s1_vnic{k}") for k in range(n)]
+        with m.If(advance):
+            m.d.sync += s1_valid.eq(lookup.valid)
+            for k, e in enumerate(table):
+                m.d.sync += [s1_match[k].eq(e.valid & (e.mac == key.mac) & (e.vlan == key.vlan)),
+                             s1_vnic[k].eq(e.vnic)]
+        hit, index, vnic = lowest_match([(s1_match[k], C(k, range(n)), s1_vnic[k])
+                                         for k in range(n)])
+        with m.If(advance):
+            m.d.sync += [
+                result.valid.eq(s1_valid),
+                result.payload.hit.eq(hit),
+                result.payload.index.eq(index),
+                result.payload.vnic.eq(vnic),
+            ]
+        return hit, index, advance & s1_valid
+
     def elaborate(self, platform):
         m = Module()
         n = self._entries
         entry = data.StructLayout({"valid": 1, "mac": 48, "vlan": 12, "vnic": self._vnic_bits})
         table = [Signal(entry, name=f"entry{k}") for k in range(n)]
 
-        # --- lookup: two registered stages ------------------------------------------------
-        # 1: compare the key with every entry; register the match vector together with a
-        #    snapshot of the entries' VNICs (so a result never mixes two versions of an entry).
-        # 2: a priority tree picks the lowest matching index; register the result.
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
-                     self.lookup.ready.eq(advance)]
-        key = self.lookup.payload
-        s1_valid = Signal()
-        s1_match = Signal(n)
-        s1_vnic = [Signal(self._vnic_bits, name=f"s1_vnic{k}") for k in range(n)]
-        with m.If(advance):
-            m.d.sync += s1_valid.eq(self.lookup.valid)
-            for k, e in enumerate(table):
-                m.d.sync += [s1_match[k].eq(e.valid & (e.mac == key.mac) & (e.vlan == key.vlan)),
-                             s1_vnic[k].eq(e.vnic)]
-        hit, index, vnic = _lowest_match([(s1_match[k], C(k, range(n)), s1_vnic[k])
-                                          for k in range(n)])
-        take = advance & s1_valid                 # a stage-2 lookup completes this clock
-        with m.If(advance):
-            m.d.sync += [
-                self.result.valid.eq(s1_valid),
-                self.result.payload.hit.eq(hit),
-                self.result.payload.index.eq(index),
-                self.result.payload.vnic.eq(vnic),
-            ]
+        # --- lookup: two registered stages per port ------------------------------------------
+        hit, index, take = self._lookup_port(m, table, self.lookup, self.result, "")
+        if self._tx_port:
+            self._lookup_port(m, table, self.tx_lookup, self.tx_result, "tx_")
 
-        # --- hit counters: RAM, read-modify-write in three registered steps -------------
-        # P0 reads the count of the hit entry, P1 adds one (taking the value from a hit one or
-        # two steps ahead when it is the same entry: those are not in the RAM yet), P2 writes.
-        m.submodules.hits = hits = Memory(shape=32, depth=n, init=[])
-        rmw_read = hits.read_port()
-        csr_read = hits.read_port()
-        write = hits.write_port()
-        v0, idx0 = Signal(), Signal(range(n))          # P0: a hit to count
-        v1, idx1 = Signal(), Signal(range(n))          # P1
-        v2, idx2, new2 = Signal(), Signal(range(n)), Signal(32)   # P2: write new2
-        last_w = Signal(32)                            # what P2 wrote last clock
-        from_p2, from_last = Signal(), Signal()        # P1's bypass choices, decided in P0
-        m.d.sync += [v0.eq(take & hit), idx0.eq(index)]
-        m.d.comb += rmw_read.addr.eq(idx0)
-        m.d.sync += [
-            v1.eq(v0), idx1.eq(idx0),
-            from_p2.eq(v1 & (idx1 == idx0)),
-            from_last.eq(v2 & (idx2 == idx0)),
-            v2.eq(v1), idx2.eq(idx1),
-            new2.eq(Mux(from_p2, new2, Mux(from_last, last_w, rmw_read.data)) + 1),
-            last_w.eq(new2),
-        ]
-        clear_pending = Signal()
-        clear_index = Signal(range(n))
-        with m.If(v2):
-            m.d.comb += [write.addr.eq(idx2), write.data.eq(new2), write.en.eq(1)]
-        with m.Elif(clear_pending):
-            m.d.comb += [write.addr.eq(clear_index), write.data.eq(0), write.en.eq(1)]
-            m.d.sync += clear_pending.eq(0)
+        # --- hit counters ------------------------------------------------------------------
+        m.submodules.hits = hits = HitCounters(n)
+        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(index)]
         misses = Signal(32)
         with m.If(take & ~hit):
             m.d.sync += misses.eq(misses + 1)
@@ -175,7 +154,7 @@ class MacTable(wiring.Component):
         csr = self.csr
         sel = Signal(range(n))
         stage = Signal(entry)
-        m.d.comb += csr_read.addr.eq(sel)
+        m.d.comb += hits.read_index.eq(sel)
         # A copy of the table in a small RAM serves `load`, instead of an n-way multiplexer.
         m.submodules.shadow = shadow = Memory(shape=entry, depth=n, init=[])
         shadow_w = shadow.write_port()
@@ -203,7 +182,7 @@ class MacTable(wiring.Component):
                     with m.Elif(csr.w_data[:2] == CMD_LOAD):
                         m.d.sync += stage.eq(shadow_r.data)
                 with m.Case(_HITS):
-                    m.d.sync += [clear_pending.eq(1), clear_index.eq(sel)]
+                    m.d.comb += [hits.clear.eq(1), hits.clear_index.eq(sel)]
                 with m.Case(_MISSES):
                     m.d.sync += misses.eq(0)
 
@@ -223,5 +202,5 @@ class MacTable(wiring.Component):
                                         C(0, 15 - self._vnic_bits), stage.valid))
             with m.Case(_MISSES):
                 m.d.sync += word.eq(misses)
-        m.d.sync += csr.r_data.eq(Mux(from_ram, csr_read.data, word))
+        m.d.sync += csr.r_data.eq(Mux(from_ram, hits.read_data, word))
         return m

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from crossnic.gateware.layouts import Checksum, FrameMetadata, L3Proto, L4Proto, ParseErrors
 
-__all__ = ["ParsedFrame", "diff", "from_gateware", "ones_complement_sum", "parse"]
+__all__ = ["ParsedFrame", "diff", "from_gateware", "ones_complement_sum", "parse", "to_gateware"]
 
 # Protocol numbers, written out here rather than imported, so a slip in either copy shows up.
 _TPID = 0x8100
@@ -261,3 +261,16 @@ def diff(expected: ParsedFrame, got: ParsedFrame) -> dict:
     """``{field: (expected, got)}`` for every field that differs."""
     a, b = expected.as_dict(), got.as_dict()
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def to_gateware(frame: ParsedFrame) -> int:
+    """Pack a ParsedFrame into the integer a :class:`FrameMetadata` port carries (the inverse
+    of :func:`from_gateware`), to feed blocks behind the parser with model-made metadata."""
+    layout = FrameMetadata.as_shape()
+    value = 0
+    for name, fld in layout:
+        v = getattr(frame, name)
+        if fld.shape is ParseErrors:
+            v = sum(1 << f.offset for n, f in ParseErrors.as_shape() if n in v)
+        value |= (int(getattr(v, "value", v)) & ((1 << fld.width) - 1)) << fld.offset
+    return value

@@ -181,3 +181,29 @@ def test_block_describes_the_registers():
         MacTable(0)
     with pytest.raises(ValueError):
         MacTable(32, 9)
+
+
+def test_second_port_for_the_transmit_path():
+    """tx_lookup answers like lookup, in the same clocks, and is not counted."""
+    dut = MacTable(8, 4, tx_port=True)
+
+    async def bench(ctx):
+        await program(ctx, dut, 3, 0x020000000003, 5, 9)
+        for port, res in ((dut.lookup, dut.result), (dut.tx_lookup, dut.tx_result)):
+            ctx.set(port.payload.mac, 0x020000000003)
+            ctx.set(port.payload.vlan, 5)
+            ctx.set(port.valid, 1)
+            ctx.set(res.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.lookup.valid, 0)
+        ctx.set(dut.tx_lookup.valid, 0)
+        await ctx.tick()
+        for res in (dut.result, dut.tx_result):
+            assert ctx.get(res.valid)
+            r = ctx.get(res.payload)
+            assert (r.hit, r.index, r.vnic) == (1, 3, 9)
+        await ctx.tick().repeat(4)
+        await csr_write(ctx, dut, "index", 3)
+        assert await csr_read(ctx, dut, "hits") == 1
+
+    run(dut, bench)

@@ -1,0 +1,181 @@
+# Ref: Crossbow / the seed's NIC classifier with a local-IP lookup table (local vs forwarding
+#      receive rings); RFC 791 / RFC 8200 addresses
+"""LocalIpTable: the IPv4 and IPv6 addresses owned by the card's local VNS instances.
+
+A frame whose destination IP (for ARP: the target protocol address) is in the table *for the
+VNIC the frame belongs to* is class ``LOCAL`` (it goes up that VNS instance's stack, on the
+VNIC's local ring); anything else addressed to the VNIC is ``FORWARD`` (the VNIC routes it).
+The table returns the owner; the classifier compares it with the frame's VNIC.
+
+Entries are registers compared in parallel like :class:`~crossnic.gateware.mac_table.MacTable`
+(lowest matching index wins, two clocks, one lookup per clock, atomic whole-entry updates
+under traffic, per-entry hit counters and a miss counter).
+
+Register block (word offsets): ``index``, ``addr0``..``addr3`` (address bits 31:0 .. 127:96:
+an IPv4 address is ``addr0`` alone), ``ctrl`` (family, vnic, valid), ``cmd`` (1 store, 2 load),
+``hits`` (of entry[index]; a write clears it), ``misses``.
+"""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .csr import CsrSignature
+from .match import HitCounters, lowest_match
+from .regmap import Access, Block, Field, Register
+
+__all__ = ["IpKey", "LocalIpTable", "local_ip_result_layout", "FAMILY_IPV4", "FAMILY_IPV6"]
+
+#: Address family codes used by the classifier's keys (0: not IP).
+FAMILY_IPV4, FAMILY_IPV6 = 1, 2
+
+#: Lookup key: family and destination address (IPv4 in bits 31:0, the rest zero).
+IpKey = data.StructLayout({"family": 2, "addr": 128})
+
+CMD_STORE, CMD_LOAD = 1, 2
+_INDEX, _ADDR0, _CTRL, _CMD, _HITS, _MISSES = 0, 1, 5, 6, 7, 8
+
+
+def local_ip_result_layout(entries: int, vnic_bits: int) -> data.StructLayout:
+    """Result of a lookup: ``hit``, the matching entry's ``index`` and owning ``vnic``."""
+    return data.StructLayout({"hit": 1, "index": range(entries), "vnic": vnic_bits})
+
+
+class LocalIpTable(wiring.Component):
+    """(family, address) -> owning VNIC, ``entries`` addresses.
+
+    Attributes
+    ----------
+    lookup : In(stream of IpKey); a key of family 0 never matches
+    result : Out(stream of local_ip_result_layout), two clocks after its lookup
+    csr : In(CsrSignature), ``read_latency`` = 2
+    """
+
+    read_latency = 2
+
+    def __init__(self, entries: int = 16, vnic_bits: int = 8):
+        if not 1 <= entries <= 256:
+            raise ValueError(f"entries must be 1..256, not {entries}")
+        if not 1 <= vnic_bits <= 8:
+            raise ValueError(f"vnic_bits must be 1..8, not {vnic_bits}")
+        self._entries = entries
+        self._vnic_bits = vnic_bits
+        super().__init__({
+            "lookup": In(stream.Signature(IpKey)),
+            "result": Out(stream.Signature(local_ip_result_layout(entries, vnic_bits))),
+            "csr": In(CsrSignature(4)),
+        })
+
+    @property
+    def entries(self) -> int:
+        return self._entries
+
+    def block(self, name: str = "local_ip") -> Block:
+        rw = Access.RW
+        regs = [Register.word("index", _INDEX, rw, "entry that cmd and hits refer to",
+                              width=max(1, (self._entries - 1).bit_length()))]
+        regs += [Register.word(f"addr{k}", _ADDR0 + k, rw,
+                               f"staging: address bits {32 * k + 31}:{32 * k}"
+                               + (" (the IPv4 address)" if k == 0 else ""))
+                 for k in range(4)]
+        regs += [
+            Register("ctrl", _CTRL, "staging: the rest of the entry.", (
+                Field("family", 0, 2, rw, "1 IPv4, 2 IPv6 (0, 3: never matches)"),
+                Field("vnic", 8, self._vnic_bits, rw, "VNIC whose VNS instance owns the address"),
+                Field("valid", 31, 1, rw, "the entry takes part in lookups"))),
+            Register.word("cmd", _CMD, rw, "write 1: store staging into entry[index] (atomic); "
+                          "2: load entry[index] into staging; reads 0", width=2),
+            Register.word("hits", _HITS, Access.WC, "lookups that matched entry[index] "
+                          "(write clears)"),
+            Register.word("misses", _MISSES, Access.WC, "IP lookups that matched no entry "
+                          "(write clears)"),
+        ]
+        return Block(name, f"Local-IP table: addresses of local VNS instances, "
+                           f"{self._entries} entries.", tuple(regs), self.read_latency)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._entries
+        entry = data.StructLayout({"valid": 1, "family": 2, "addr": 128,
+                                   "vnic": self._vnic_bits})
+        table = [Signal(entry, name=f"entry{k}") for k in range(n)]
+
+        # Lookup in two registered stages: compare (with a snapshot of the owners), then pick.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
+                     self.lookup.ready.eq(advance)]
+        key = self.lookup.payload
+        s1_valid, s1_ip = Signal(), Signal()
+        s1_match = Signal(n)
+        s1_vnic = [Signal(self._vnic_bits, name=f"s1_vnic{k}") for k in range(n)]
+        is_ip = (key.family == 1) | (key.family == 2)
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(self.lookup.valid), s1_ip.eq(is_ip)]
+            for k, e in enumerate(table):
+                m.d.sync += [s1_match[k].eq(e.valid & is_ip & (e.family == key.family)
+                                            & (e.addr == key.addr)),
+                             s1_vnic[k].eq(e.vnic)]
+        hit, index, vnic = lowest_match([(s1_match[k], C(k, range(n)), s1_vnic[k])
+                                         for k in range(n)])
+        take = advance & s1_valid
+        with m.If(advance):
+            m.d.sync += [self.result.valid.eq(s1_valid), self.result.payload.hit.eq(hit),
+                         self.result.payload.index.eq(index), self.result.payload.vnic.eq(vnic)]
+
+        m.submodules.hits = hits = HitCounters(n)
+        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(index)]
+        misses = Signal(32)
+        with m.If(take & ~hit & s1_ip):
+            m.d.sync += misses.eq(misses + 1)
+
+        # Registers.
+        csr = self.csr
+        sel = Signal(range(n))
+        stage = Signal(entry)
+        m.d.comb += hits.read_index.eq(sel)
+        m.submodules.shadow = shadow = Memory(shape=entry, depth=n, init=[])
+        shadow_w = shadow.write_port()
+        shadow_r = shadow.read_port(domain="comb")
+        m.d.comb += [shadow_w.addr.eq(sel), shadow_w.data.eq(stage), shadow_r.addr.eq(sel)]
+        with m.If(csr.w_stb):
+            with m.Switch(csr.addr):
+                with m.Case(_INDEX):
+                    m.d.sync += sel.eq(Mux(csr.w_data < n, csr.w_data, sel))
+                for k in range(4):
+                    with m.Case(_ADDR0 + k):
+                        m.d.sync += stage.addr[32 * k:32 * k + 32].eq(csr.w_data)
+                with m.Case(_CTRL):
+                    m.d.sync += [stage.family.eq(csr.w_data[:2]),
+                                 stage.vnic.eq(csr.w_data[8:8 + self._vnic_bits]),
+                                 stage.valid.eq(csr.w_data[31])]
+                with m.Case(_CMD):
+                    with m.If(csr.w_data[:2] == CMD_STORE):
+                        m.d.comb += shadow_w.en.eq(1)
+                        with m.Switch(sel):
+                            for k, e in enumerate(table):
+                                with m.Case(k):
+                                    m.d.sync += e.eq(stage)
+                    with m.Elif(csr.w_data[:2] == CMD_LOAD):
+                        m.d.sync += stage.eq(shadow_r.data)
+                with m.Case(_HITS):
+                    m.d.comb += [hits.clear.eq(1), hits.clear_index.eq(sel)]
+                with m.Case(_MISSES):
+                    m.d.sync += misses.eq(0)
+
+        word = Signal(32)
+        from_ram = Signal()
+        m.d.sync += [word.eq(0), from_ram.eq(csr.addr == _HITS)]
+        with m.Switch(csr.addr):
+            with m.Case(_INDEX):
+                m.d.sync += word.eq(sel)
+            for k in range(4):
+                with m.Case(_ADDR0 + k):
+                    m.d.sync += word.eq(stage.addr[32 * k:32 * k + 32])
+            with m.Case(_CTRL):
+                m.d.sync += word.eq(Cat(stage.family, C(0, 6), stage.vnic,
+                                        C(0, 23 - self._vnic_bits), stage.valid))
+            with m.Case(_MISSES):
+                m.d.sync += word.eq(misses)
+        m.d.sync += csr.r_data.eq(Mux(from_ram, hits.read_data, word))
+        return m

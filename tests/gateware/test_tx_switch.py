@@ -1,0 +1,98 @@
+"""TxSwitch with a real MacTable in amaranth.sim: hairpin for the card's own VNICs, wire for the
+rest, both for broadcast/multicast, VLAN tags, back-pressure on one target of two."""
+
+import random
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from scapy.layers.l2 import Dot1Q, Ether
+from sim_csr import CsrPort, run, task
+from streams import recv_frame, send_frame
+
+from crossnic.gateware.csr import CsrSignature
+from crossnic.gateware.mac_table import MacTable, mac_match_layout
+from crossnic.gateware.packet import PacketSignature
+from crossnic.gateware.regmap import Block
+from crossnic.gateware.tx_switch import TX_SWITCH_COUNTERS, TxRoute, TxSwitch
+from crossnic.host.classifier import MacEntry, mac_writes
+
+
+class Bench(wiring.Component):
+    def __init__(self):
+        self.table = MacTable(8, 6, tx_port=True)
+        self.switch = TxSwitch(2, mac_match_layout(8, 6))
+        super().__init__({
+            "i": wiring.In(PacketSignature(4)),
+            "route": wiring.In(stream.Signature(TxRoute)),
+            "port0": wiring.Out(PacketSignature(4)),
+            "port1": wiring.Out(PacketSignature(4)),
+            "hairpin": wiring.Out(PacketSignature(4)),
+            "mac_csr": wiring.In(CsrSignature(len(self.table.csr.addr))),
+            "csr": wiring.In(CsrSignature(len(self.switch.csr.addr))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.table = t = self.table
+        m.submodules.switch = s = self.switch
+        wiring.connect(m, s.mac_lookup, t.tx_lookup)
+        wiring.connect(m, t.tx_result, s.mac_result)
+        for name in ("i", "route"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(s, name))
+        for name in ("port0", "port1", "hairpin"):
+            wiring.connect(m, getattr(s, name), wiring.flipped(getattr(self, name)))
+        wiring.connect(m, wiring.flipped(self.mac_csr), t.csr)
+        wiring.connect(m, wiring.flipped(self.csr), s.csr)
+        return m
+
+
+VNIC_MAC = 0x0200_0000_0001
+
+
+def frame(dst: str, vlan: int = 0, size: int = 60) -> bytes:
+    eth = Ether(dst=dst, src="02:00:00:00:00:09", type=0x88B5)
+    if vlan:
+        eth = Ether(dst=dst, src="02:00:00:00:00:09") / Dot1Q(vlan=vlan, type=0x88B5)
+    data = bytes(eth)
+    return data + bytes(range(256))[:max(0, size - len(data))]
+
+
+def test_each_frame_goes_where_a_switch_would_send_it():
+    dut = Bench()
+    mac = CsrPort(dut.mac_csr, dut.table.block("mac_table"), 2)
+    stats = CsrPort(dut.csr, Block.from_counters("tx_switch", "", TX_SWITCH_COUNTERS), 2)
+    cases = [  # (frame, port, expected targets)
+        (frame("02:00:00:00:00:01"), 0, {"hairpin"}),
+        (frame("02:00:00:00:00:01", vlan=7), 1, {"port1"}),            # other VLAN: external
+        (frame("02:00:00:00:00:02", vlan=7), 1, {"hairpin"}),
+        (frame("ff:ff:ff:ff:ff:ff", size=300), 1, {"port1", "hairpin"}),
+        (frame("01:00:5e:00:00:01"), 0, {"port0", "hairpin"}),
+        (frame("02:99:00:00:00:01", size=1000), 0, {"port0"}),
+        (frame("02:99:00:00:00:01"), 3, set()),                          # no such port: dropped
+        (frame("02:00:00:00:00:01", size=14), 1, {"hairpin"}),
+    ]
+    got = {"port0": [], "port1": [], "hairpin": []}
+    rng = random.Random(1)
+
+    async def software_and_source(ctx):
+        for path, value in (mac_writes(0, MacEntry(VNIC_MAC, 0, 1))
+                            + mac_writes(1, MacEntry(0x0200_0000_0002, 7, 2))):
+            await mac.write(ctx, path, value)
+        for f, port, _ in cases:
+            ctx.set(dut.route.p.port, port)
+            ctx.set(dut.route.valid, 1)
+            await send_frame(ctx, dut.i, f, 4)
+            ctx.set(dut.route.valid, 0)
+        await ctx.tick().repeat(2000)
+        counts = {c.name: await stats.read(ctx, f"{c.name}.lo") for c in TX_SWITCH_COUNTERS}
+        assert counts == {"wire": 2, "hairpin": 3, "flood": 2, "no_port": 1}
+
+    async def sink(ctx, name):
+        while True:
+            f, _, _ = await recv_frame(ctx, getattr(dut, name), 4, stall=0.5, rng=rng,
+                                       timeout=10**9)
+            got[name].append(f)
+
+    run(dut, software_and_source, background=[task(sink, n) for n in got])
+    for name in got:
+        assert got[name] == [f for f, _, want in cases if name in want], name
