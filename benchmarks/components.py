@@ -6,6 +6,7 @@ outputs are registered and folded into one pin: the timing is the component's ow
 register to register, at 125 MHz. Yosys and nextpnr-ecp5 come from YoWASP (PyPI).
 
     python benchmarks/components.py [--device 25k|45k] [--json benchmarks/results/components.json]
+                                    [--only NAME ...]
 """
 
 import argparse
@@ -56,6 +57,7 @@ class Harness(Elaboratable):
 def components() -> dict:
     from crossnic.boards.top import BoardInfo
     from crossnic.gateware.axil import AxiLiteCsrBridge
+    from crossnic.gateware.flow_table import FlowTable
     from crossnic.gateware.mac_table import MacTable
     from crossnic.gateware.regmap import Block, RegisterMap
     from crossnic.gateware.rx_port import RX_COUNTERS
@@ -64,6 +66,7 @@ def components() -> dict:
     return {
         "MacTable(32 entries)": lambda: MacTable(32, 6),
         "MacTable(64 entries)": lambda: MacTable(64, 6),
+        "FlowTable(64 entries, 2 lanes)": lambda: FlowTable(64, 2),
         "AxiLiteCsrBridge": lambda: AxiLiteCsrBridge(regmap, 3),
     }
 
@@ -98,10 +101,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["25k", "45k"], default="25k")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/components.json")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="build only the components whose name contains NAME (repeatable)")
     args = parser.parse_args(argv)
+    selected = {name: make for name, make in components().items()
+                if not args.only or any(o in name for o in args.only)}
+    if not selected:
+        parser.error(f"no component matches {args.only}; have: {', '.join(components())}")
     tools = find_toolchain()
     results = []
-    for name, make in components().items():
+    for name, make in selected.items():
         with tempfile.TemporaryDirectory() as tmp:
             results.append(build(name, make, args.device, Path(tmp), tools))
         r = results[-1]

@@ -1,0 +1,106 @@
+"""Host side of a receive ring: descriptors posted, completions found by their phase bit.
+
+Pure bookkeeping over two small interfaces, so the daemon (issue "Host stack") and the
+testbenches drive rings the same way: host memory is ``read(addr, length) -> bytes`` /
+``write(addr, data)`` and register traffic is returned as ``(path, value)`` pairs for whatever
+moves words (AXI4-Lite in simulation, BAR0 on hardware). Descriptors and completions are packed
+and unpacked from the layouts in :mod:`crossnic.gateware.layouts`, not by hand.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crossnic.gateware.layouts import (
+    COMPLETION_BYTES,
+    DESCRIPTOR_BYTES,
+    RxCompletion,
+    RxDescriptor,
+)
+
+__all__ = ["RxRing", "pack", "unpack"]
+
+Read = Callable[[int, int], bytes]
+Write = Callable[[int, bytes], None]
+
+
+def pack(layout, **values: int) -> bytes:
+    """A struct layout's fields as little-endian bytes (16 for descriptors/completions)."""
+    shape = layout.as_shape() if hasattr(layout, "as_shape") else layout
+    word = 0
+    for name, fld in shape:
+        v = int(getattr(values.get(name, 0), "value", values.get(name, 0)))
+        word |= (v & ((1 << fld.width) - 1)) << fld.offset
+    return word.to_bytes((shape.size + 7) // 8, "little")
+
+
+def unpack(layout, raw: bytes) -> dict[str, int]:
+    shape = layout.as_shape() if hasattr(layout, "as_shape") else layout
+    word = int.from_bytes(raw, "little")
+    return {name: word >> fld.offset & ((1 << fld.width) - 1) for name, fld in shape}
+
+
+@dataclass
+class RxRing:
+    """One receive ring: ``2**size_log2`` descriptors and completions, one buffer per slot.
+
+    ``desc_base``/``cpl_base`` are 16-byte aligned bus addresses; buffer *k* is at
+    ``buf_base + k * buf_size`` (8-byte aligned).
+    """
+    index: int
+    size_log2: int
+    desc_base: int
+    cpl_base: int
+    buf_base: int
+    buf_size: int = 2048
+    desc_tail: int = 0            # descriptors posted (free-running, 16 bits)
+    cpl_tail: int = 0             # completions consumed
+    posted: dict[int, int] = field(default_factory=dict)   # slot -> buffer address
+
+    @property
+    def size(self) -> int:
+        return 1 << self.size_log2
+
+    def reg(self, name: str) -> str:
+        return f"rx_ring[{self.index}].{name}"
+
+    def setup(self, *, enable: bool = True, irq_count: int = 0,
+              irq_time_us: int = 0) -> list[tuple[str, int]]:
+        """Register writes that configure the (reset, disabled) ring; then :meth:`post`."""
+        return [
+            (self.reg("desc_base.lo"), self.desc_base & 0xFFFF_FFFF),
+            (self.reg("desc_base.hi"), self.desc_base >> 32),
+            (self.reg("cpl_base.lo"), self.cpl_base & 0xFFFF_FFFF),
+            (self.reg("cpl_base.hi"), self.cpl_base >> 32),
+            (self.reg("irq_moder"), irq_count | irq_time_us << 16),
+            (self.reg("ctrl"), int(enable) | self.size_log2 << 8),
+        ]
+
+    def clear_completions(self, write: Write) -> None:
+        write(self.cpl_base, bytes(COMPLETION_BYTES * self.size))
+
+    def post(self, write: Write, count: int | None = None) -> list[tuple[str, int]]:
+        """Post up to ``count`` buffers (all free slots when None); returns the doorbell."""
+        free = self.size - ((self.desc_tail - self.cpl_tail) & 0xFFFF)
+        count = free if count is None else min(count, free)
+        for _ in range(count):
+            slot = self.desc_tail % self.size
+            addr = self.buf_base + slot * self.buf_size
+            write(self.desc_base + slot * DESCRIPTOR_BYTES,
+                  pack(RxDescriptor, addr=addr, length=self.buf_size))
+            self.posted[slot] = addr
+            self.desc_tail = (self.desc_tail + 1) & 0xFFFF
+        return [(self.reg("desc_tail"), self.desc_tail)]
+
+    def poll(self, read: Read) -> tuple[list[tuple[dict, bytes]], list[tuple[str, int]]]:
+        """New completions with their frames, and the register write that returns them."""
+        out = []
+        while True:
+            slot = self.cpl_tail % self.size
+            phase = (~(self.cpl_tail >> self.size_log2)) & 1
+            c = unpack(RxCompletion, read(self.cpl_base + slot * COMPLETION_BYTES,
+                                          COMPLETION_BYTES))
+            if c["phase"] != phase:
+                break
+            out.append((c, read(self.posted[slot], c["length"])))
+            self.cpl_tail = (self.cpl_tail + 1) & 0xFFFF
+        return out, ([(self.reg("cpl_tail"), self.cpl_tail)] if out else [])
