@@ -1,0 +1,196 @@
+# Ref: ../shared/DESIGN.md "Data path" and "Host interface"
+"""NicCore: the whole card between the PHYs and the host bus.
+
+::
+
+    gmii rx k --> RxPort k --\\
+    hairpin ---> PacketFifo --> FrameMerger --> HeaderParser --> frame queue --> RxDmaEngine
+                                    |              | meta          ^                | AXI4
+                                    | source ------+--> Classifier --- result       v
+                                                          | MAC table (tx port)   AxiArbiter
+    TxDmaEngine --> TxSwitch --> TxPort k --> gmii tx k   |                         ^   |
+         |             +-------> hairpin  <---------------+                         |   v
+         +---------------------------------------------------------------- AXI4 ----+  axi
+    axil --> AxiLiteCsrBridge --> CsrDecoder --> every block's registers (:meth:`regmap`)
+
+One header parser and one classifier serve both ports and the hairpin: the merged stream
+(32 bits at 125 MHz, 4 Gb/s) has twice the bandwidth of two 1 Gb/s ports. Frames wait in the
+frame queue while the classifier decides; the merger starts a frame only when the queue has
+room for a whole one, so nothing is lost after the ports' own buffers (which drop and count
+when the card falls behind).
+
+Domains: ``sync`` (core, 125 MHz), ``eth{k}_rx`` / ``eth{k}_tx`` per port.
+"""
+
+from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AxiSignature
+from .axil import AxiLiteCsrBridge, AxiLiteSignature
+from .classifier import Classifier
+from .csr import CsrSignature
+from .csr_decoder import CsrDecoder
+from .frame_merger import FrameMerger
+from .gmii import GmiiSignature
+from .header_parser import HeaderParser
+from .packet_fifo import PacketFifo
+from .regmap import Access, Block, Field, Register, RegisterMap
+from .rx_dma import RxDmaEngine
+from .rx_port import RX_COUNTERS, RxPort
+
+__all__ = ["NicCore", "NicInfo", "NIC_ID"]
+
+#: ``nic.id``: the bytes "XNIC" (little-endian), so a driver knows what it found.
+NIC_ID = 0x43494E58
+NIC_VERSION = 1
+#: Beats of the frame queue behind the parser, and the room a frame needs to be started
+#: (a 1522-byte frame is 381 beats; the parser holds up to 16 more in flight).
+QUEUE_BEATS = 2048
+ROOM_BEATS = 381 + 24
+
+
+class NicInfo(wiring.Component):
+    """Identification and build parameters, and a scratch register (read latency 2)."""
+
+    read_latency = 2
+
+    def __init__(self, *, ports: int, rings: int, vnics: int):
+        self._params = ports | rings << 8 | vnics << 20
+        super().__init__({"csr": In(CsrSignature(2))})
+
+    @classmethod
+    def block(cls, params: int, name: str = "nic") -> Block:
+        ro = Access.RO
+        return Block(name, "Card identification and build parameters.", (
+            Register.word("id", 0, ro, "reads 0x43494e58: the bytes 'XNIC' (little-endian)",
+                          reset=NIC_ID),
+            Register.word("version", 1, ro, "register-map version", reset=NIC_VERSION),
+            Register("params", 2, "Build-time parameters.", (
+                Field("ports", 0, 8, ro, "Ethernet ports", params & 0xFF),
+                Field("rings", 8, 12, ro, "receive rings (and transmit rings)",
+                      params >> 8 & 0xFFF),
+                Field("vnics", 20, 12, ro, "VNICs", params >> 20))),
+            Register.word("scratch", 3, Access.RW, "read/write, for testing the register path"),
+        ), cls.read_latency)
+
+    def elaborate(self, platform):
+        m = Module()
+        scratch = Signal(32)
+        word = Signal(32)
+        with m.Switch(self.csr.addr):
+            for addr, value in enumerate([C(NIC_ID, 32), C(NIC_VERSION, 32),
+                                          C(self._params, 32), scratch]):
+                with m.Case(addr):
+                    m.d.sync += word.eq(value)
+            with m.Default():
+                m.d.sync += word.eq(0)
+        m.d.sync += self.csr.r_data.eq(word)
+        with m.If(self.csr.w_stb & (self.csr.addr == 3)):
+            m.d.sync += scratch.eq(self.csr.w_data)
+        return m
+
+
+class NicCore(wiring.Component):
+    """The card: ``ports`` GMII ports, AXI4-Lite registers, an AXI4 host-memory master.
+
+    Parameters
+    ----------
+    ports, rings, vnics, mac_entries, local_ips, flows : int
+
+    Attributes
+    ----------
+    gmii_rx{k} : In(GmiiSignature()), domain ``eth{k}_rx``
+    axil : In(AxiLiteSignature), registers (byte address = 4 x word address of :meth:`regmap`)
+    axi : Out(AxiSignature(64, 64, 2)), host memory
+    rx_irq : Out(rings), one interrupt line per receive ring
+    """
+
+    def __init__(self, *, ports: int = 2, rings: int = 64, vnics: int = 64,
+                 mac_entries: int = 32, local_ips: int = 16, flows: int = 64):
+        if not 1 <= ports <= 3:
+            raise ValueError(f"ports must be 1..3 (the hairpin is the last source), not {ports}")
+        self._ports = ports
+        self._rings = rings
+        self._vnics = vnics
+        self.classifier = Classifier(vnics=vnics, mac_entries=mac_entries, local_ips=local_ips,
+                                     flows=flows)
+        self.rx_dma = RxDmaEngine(4, rings=rings)
+        self._params = ports | rings << 8 | vnics << 20
+        self._regmap = self._describe()
+        members = {f"gmii_rx{k}": In(GmiiSignature()) for k in range(ports)}
+        members["axil"] = In(AxiLiteSignature(self._regmap.addr_width + 2))
+        members["axi"] = Out(AxiSignature(64, 64, 1))
+        members["rx_irq"] = Out(rings)
+        super().__init__(members)
+
+    def regmap(self) -> RegisterMap:
+        return self._regmap
+
+    def _describe(self) -> RegisterMap:
+        blocks = [NicInfo.block(self._params)]
+        for k in range(self._ports):
+            blocks.append(Block.from_counters(f"eth{k}_rx", f"Port {k} receive statistics.",
+                                              RX_COUNTERS))
+        blocks += self.classifier.blocks()
+        blocks += [self.rx_dma.stats_block("rx_dma"), self.rx_dma.block("rx_ring")]
+        return RegisterMap("crossnic NIC registers (BAR0)", blocks)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._ports
+        csr_ports = []
+
+        m.submodules.info = info = NicInfo(ports=n, rings=self._rings, vnics=self._vnics)
+        csr_ports.append(info.csr)
+
+        # --- receive: ports and hairpin -> merger -> parser -> queue + classifier -> DMA --
+        m.submodules.merger = merger = FrameMerger(n + 1, 4)
+        for k in range(n):
+            port = DomainRenamer({"rx": f"eth{k}_rx"})(RxPort(4, fifo_depth=1024))
+            m.submodules[f"eth{k}_rx"] = port
+            wiring.connect(m, wiring.flipped(getattr(self, f"gmii_rx{k}")), port.gmii)
+            wiring.connect(m, port.o, getattr(merger, f"i{k}"))
+            csr_ports.append(port.csr)
+        m.submodules.hairpin = hairpin = PacketFifo(4, 512)
+        wiring.connect(m, hairpin.o, getattr(merger, f"i{n}"))
+        m.d.comb += hairpin.i.valid.eq(0)          # the transmit side feeds it (TxSwitch)
+
+        m.submodules.parser = parser = HeaderParser(width=4)
+        m.submodules.queue = queue = PacketFifo(4, QUEUE_BEATS)
+        wiring.connect(m, merger.o, parser.i)
+        wiring.connect(m, parser.o, queue.i)
+        room = Signal()
+        m.d.sync += room.eq(queue.depth - queue.level >= ROOM_BEATS)
+        m.d.comb += merger.room.eq(room)
+
+        m.submodules.classifier = cls = self.classifier
+        both = parser.meta.valid & merger.source.valid
+        m.d.comb += [
+            cls.i.payload.meta.eq(parser.meta.payload),
+            cls.i.payload.port.eq(merger.source.payload),
+            cls.i.valid.eq(both),
+            parser.meta.ready.eq(both & cls.i.ready),
+            merger.source.ready.eq(both & cls.i.ready),
+        ]
+        csr_ports += cls.csr_ports()
+
+        m.submodules.rx_dma = rx_dma = self.rx_dma
+        wiring.connect(m, queue.o, rx_dma.i)
+        wiring.connect(m, cls.result, rx_dma.info)
+        csr_ports += [rx_dma.stats, rx_dma.csr]
+        m.d.comb += self.rx_irq.eq(rx_dma.irq)
+        wiring.connect(m, rx_dma.axi, wiring.flipped(self.axi))
+
+        # --- registers ----------------------------------------------------------------------
+        regmap = self._regmap
+        assert len(csr_ports) == len(regmap.blocks)
+        assert {b.read_latency for b in regmap.blocks} == {2}
+        m.submodules.decoder = decoder = CsrDecoder([len(c.addr) for c in csr_ports],
+                                                    regmap.block_bits, block_latency=2)
+        m.submodules.bridge = bridge = AxiLiteCsrBridge(regmap, decoder.read_latency)
+        wiring.connect(m, wiring.flipped(self.axil), bridge.axil)
+        wiring.connect(m, bridge.csr, decoder.bus)
+        for k, c in enumerate(csr_ports):
+            wiring.connect(m, decoder.block(k), c)
+        return m

@@ -1,0 +1,103 @@
+"""The testbench's host of a simulated NicCore: registers by name over AXI4-Lite (cocotbext-axi
+AxiLiteMaster), host memory (AxiRam), the wire of each port (cocotbext-eth GmiiSource).
+
+Shared by the core's cocotb tests, its pyuvm environment and the soak and benchmark runs.
+"""
+
+from cocotb.triggers import RisingEdge, Timer
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotbext.eth import GmiiFrame, GmiiSource
+
+from crossnic.gateware.layouts import DropReason
+from crossnic.gateware.nic_core import NicCore
+from crossnic.host.rings import RxRing
+from crossnic.sim.cocotb_util import params, start_clock
+
+__all__ = ["Card", "MEM"]
+
+MEM = 1 << 25
+
+
+class Card:
+    """The testbench's host: registers by name, host memory, the wire of each port."""
+
+    def __init__(self, dut, core: NicCore):
+        self.dut = dut
+        self.regmap = core.regmap()
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axil_"), dut.clk, dut.rst)
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "axi_"), dut.clk, dut.rst, size=MEM)
+        self.wire = [GmiiSource(getattr(dut, f"gmii_rx{k}__data"),
+                                getattr(dut, f"gmii_rx{k}__er"),
+                                getattr(dut, f"gmii_rx{k}__en"),
+                                getattr(dut, f"eth{k}_rx_clk"), getattr(dut, f"eth{k}_rx_rst"),
+                                reset_active_level=True) for k in range(2)]
+
+    @classmethod
+    async def start(cls, dut) -> "Card":
+        start_clock(dut.clk, 8.0)
+        for k in range(2):
+            start_clock(getattr(dut, f"eth{k}_rx_clk"), 8.0)
+            getattr(dut, f"gmii_rx{k}__en").value = 0
+            getattr(dut, f"gmii_rx{k}__er").value = 0
+        resets = [dut.rst] + [getattr(dut, f"eth{k}_rx_rst") for k in range(2)]
+        for r in resets:
+            r.value = 1
+        await Timer(100, unit="ns")
+        card = cls(dut, NicCore(**params().get("core", {})))
+        for r in resets:
+            r.value = 0
+        for _ in range(64 * 8 + 20):          # the DMA engine sweeps its ring memories
+            await RisingEdge(dut.clk)
+        return card
+
+    async def write(self, path: str, value: int) -> None:
+        await self.axil.write_dword(4 * self.regmap[path].addr, value)
+
+    async def read(self, path: str) -> int:
+        if path not in self.regmap and f"{path}.lo" in self.regmap:
+            lo = await self.axil.read_dword(4 * self.regmap[f"{path}.lo"].addr)
+            hi = await self.axil.read_dword(4 * self.regmap[f"{path}.hi"].addr)
+            return hi << 32 | lo
+        return await self.axil.read_dword(4 * self.regmap[path].addr)
+
+    async def apply(self, pairs) -> None:
+        for path, value in pairs:
+            await self.write(path, value)
+
+    def rings(self, count: int, size_log2: int, buf_size: int = 2048) -> list[RxRing]:
+        """``count`` rings laid out in host memory: descriptors, completions, buffers."""
+        out, addr = [], 0x1000
+        for k in range(count):
+            size = 1 << size_log2
+            desc, cpl = addr, addr + 16 * size
+            buf = cpl + 16 * size
+            addr = buf + buf_size * size
+            out.append(RxRing(k, size_log2, desc, cpl, buf, buf_size))
+        assert addr <= MEM
+        return out
+
+    def send(self, port: int, frame: bytes):
+        return self.wire[port].send(GmiiFrame.from_payload(frame, min_len=0))
+
+    async def handled(self) -> int:
+        """Frames the receive DMA engine has delivered or dropped so far."""
+        done = await self.read("rx_dma.frames")
+        for r in DropReason:
+            if r is not DropReason.NONE:
+                done += await self.read(f"rx_dma.drop_{r.name.lower()}")
+        return done
+
+    async def settle(self, total: int, *, timeout_us: int = 1_000_000) -> None:
+        """Wait until the card has delivered or dropped ``total`` frames in all."""
+        for w in self.wire:
+            await w.wait()
+        for _ in range(timeout_us // 5):
+            done = await self.handled()
+            if done >= total:
+                return
+            await Timer(5, unit="us")
+        raise AssertionError(f"only {done} of {total} frames came out of the card")
+
+
+
+
