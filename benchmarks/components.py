@@ -24,6 +24,12 @@ from amaranth.lib import wiring
 from crossnic.boards.build import find_toolchain
 
 ROOT = Path(__file__).resolve().parents[1]
+#: --device choices: nextpnr part, package, speed grade, and the name of the chip.
+DEVICES = {
+    "25k": ("25k", "CABGA256", "6", "LFE5U-25F-6"),
+    "45k": ("45k", "CABGA381", "6", "LFE5U-45F-6"),
+    "um5g-45k": ("um5g-45k", "CABGA381", "8", "LFE5UM5G-45F-8 (versa_ecp5)"),
+}
 
 
 class Harness(Elaboratable):
@@ -63,7 +69,13 @@ def components() -> dict:
     from crossnic.gateware.rx_port import RX_COUNTERS
     regmap = RegisterMap("bench", [BoardInfo.describe(0),
                                    Block.from_counters("rx", "", RX_COUNTERS)])
+    from crossnic.gateware.nic_core import NicCore
+    from crossnic.gateware.rx_dma import RxDmaEngine
     return {
+        # The whole card with its port clocks tied to the core clock: the core's own paths.
+        "NicCore(2 ports, 64 rings)": lambda: DomainRenamer(
+            {"eth0_rx": "sync", "eth1_rx": "sync"})(NicCore()),
+        "RxDmaEngine(64 rings)": lambda: RxDmaEngine(4, rings=64),
         "MacTable(32 entries)": lambda: MacTable(32, 6),
         "MacTable(64 entries)": lambda: MacTable(64, 6),
         "FlowTable(64 entries, 2 lanes)": lambda: FlowTable(64, 2),
@@ -83,8 +95,9 @@ def build(name: str, make, device: str, workdir: Path, tools: dict) -> dict:
     subprocess.run([tools["yosys"], "-q", "-p", ("read_rtlil top.il; synth_ecp5 -top top "
                     "-json top.json")], cwd=workdir, check=True)
     (workdir / "top.lpf").write_text('FREQUENCY PORT "clk" 125 MHZ;\n')
-    subprocess.run([tools["nextpnr-ecp5"], f"--{device}", "--package", "CABGA381" if device ==
-                    "45k" else "CABGA256", "--speed", "6", "--json", "top.json", "--lpf",
+    part, package, speed, _ = DEVICES[device]
+    subprocess.run([tools["nextpnr-ecp5"], f"--{part}", "--package", package, "--speed", speed,
+                    "--json", "top.json", "--lpf",
                     "top.lpf", "--lpf-allow-unconstrained", "--report", "report.json",
                     "--timing-allow-fail", "--quiet", "--log", "pnr.log"],
                    cwd=workdir, check=True)
@@ -99,7 +112,7 @@ def build(name: str, make, device: str, workdir: Path, tools: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["25k", "45k"], default="25k")
+    parser.add_argument("--device", choices=list(DEVICES), default="25k")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/components.json")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="build only the components whose name contains NAME (repeatable)")
@@ -118,7 +131,7 @@ def main(argv=None) -> int:
               f"FF {r['ffs']:>5}  BRAM {r['bram']}  LUTRAM {r['lutram']}  ({r['seconds']} s)",
               flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"device": f"LFE5U-{args.device.upper()}-6, 125 MHz "
+    args.json.write_text(json.dumps({"device": f"{DEVICES[args.device][3]}, 125 MHz "
                                                "constraint, register-to-register",
                                      "results": results}, indent=2) + "\n")
     print(f"wrote {args.json}")

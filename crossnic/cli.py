@@ -53,13 +53,17 @@ def _cmd_regmap(args) -> int:
 
     from .boards.platforms import BOARDS
     from .boards.top import BoardTop
-    if args.board not in BOARDS:
+    if args.board is None:
+        from .gateware.nic_core import NicCore
+        regmap = NicCore().regmap()
+    elif args.board not in BOARDS:
         raise CliError(f"unknown board {args.board!r}; boards: {', '.join(BOARDS)}")
-    board = BOARDS[args.board]
-    try:
-        regmap = BoardTop(board, board.constraints(), datapath=args.datapath).regmap()
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    else:
+        board = BOARDS[args.board]
+        try:
+            regmap = BoardTop(board, board.constraints(), datapath=args.datapath).regmap()
+        except ValueError as e:
+            raise CliError(str(e)) from None
     if args.format == "markdown":
         sys.stdout.write(regmap.markdown())
     elif args.format == "json":
@@ -127,12 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser(
-        "regmap", help="print a board's register map (text, markdown or JSON)",
-        description="Print the registers of a board top, from the register description the "
-                    "gateware decoder and the host accessors also use. docs/regmap.md is "
-                    "`crossnic regmap --board versa_ecp5 --markdown`.")
-    p.add_argument("--board", default="versa_ecp5", metavar="NAME",
-                   help="board (default versa_ecp5)")
+        "regmap", help="print the card's register map (text, markdown or JSON)",
+        description="Print the registers of the NIC core (BAR0), or of a board top's UART "
+                    "bridge with --board, from the register description the gateware decoder "
+                    "and the host accessors also use. docs/regmap.md is `crossnic regmap "
+                    "--markdown`; docs/board-regmap.md is `crossnic regmap --board versa_ecp5 "
+                    "--markdown`.")
+    p.add_argument("--board", metavar="NAME",
+                   help="a board top's UART register map instead of the NIC core's")
     p.add_argument("--datapath", choices=["ports", "echo"], default="ports")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", dest="format", action="store_const", const="markdown",

@@ -67,11 +67,13 @@ def test_board_map_has_every_block_with_unique_addresses(name):
         assert [b.name for b in echo.regmap().blocks] == ["board", "counters"]
 
 
-def test_committed_regmap_doc_is_current(capsys):
-    """docs/regmap.md is generated; regenerate with the command in its first lines."""
-    assert main(["regmap", "--board", "versa_ecp5", "--markdown"]) == 0
-    assert (ROOT / "docs" / "regmap.md").read_text() == capsys.readouterr().out, \
-        "docs/regmap.md is stale: crossnic regmap --board versa_ecp5 --markdown > docs/regmap.md"
+@pytest.mark.parametrize("doc, args", [("regmap.md", []),
+                                       ("board-regmap.md", ["--board", "versa_ecp5"])])
+def test_committed_regmap_docs_are_current(capsys, doc, args):
+    """docs/regmap.md (NIC core, BAR0) and docs/board-regmap.md are generated."""
+    assert main(["regmap", *args, "--markdown"]) == 0
+    assert (ROOT / "docs" / doc).read_text() == capsys.readouterr().out, \
+        f"docs/{doc} is stale: crossnic regmap {' '.join(args)} --markdown > docs/{doc}"
 
 
 def test_regmap_cli(capsys):
