@@ -1,4 +1,5 @@
-"""pyuvm constrained-random test of the whole card (run by test_nic_core.py): rounds of random
+"""pyuvm constrained-random test of the whole card (tests/gateware/test_nic_core.py, and
+``python -m crossnic.sim.soak``): rounds of random
 table programming and random traffic on both ports, scored against the reference model."""
 
 import random
