@@ -118,7 +118,7 @@ class Classifier(wiring.Component):
     def __init__(self, *, vnics: int = 64, mac_entries: int = 32, local_ips: int = 16,
                  flows: int = 64):
         vnic_bits = max(1, (vnics - 1).bit_length())
-        self.mac_table = MacTable(mac_entries, vnic_bits)
+        self.mac_table = MacTable(mac_entries, vnic_bits, tx_port=True)
         self.vnic_table = VnicTable(vnics)
         self.local_ip = LocalIpTable(local_ips, vnic_bits)
         self.flow_table = FlowTable(flows)
@@ -133,6 +133,10 @@ class Classifier(wiring.Component):
             "flow_csr": In(CsrSignature(len(self.flow_table.csr.addr))),
             "policy_csr": In(CsrSignature(4)),
             "stats_csr": In(CsrSignature(len(self.stats.csr.addr))),
+            # the MAC table's transmit-side port, for the TxSwitch's hairpin decision
+            "mac_tx_lookup": In(self.mac_table.signature.members["tx_lookup"].signature
+                                .flip()),
+            "mac_tx_result": Out(self.mac_table.signature.members["tx_result"].signature),
         })
 
     def csr_ports(self) -> list:
@@ -171,6 +175,8 @@ class Classifier(wiring.Component):
         wiring.connect(m, wiring.flipped(self.local_ip_csr), lip.csr)
         wiring.connect(m, wiring.flipped(self.flow_csr), ft.csr)
         wiring.connect(m, wiring.flipped(self.stats_csr), stats.csr)
+        wiring.connect(m, wiring.flipped(self.mac_tx_lookup), mac.tx_lookup)
+        wiring.connect(m, mac.tx_result, wiring.flipped(self.mac_tx_result))
         policy = self._policy(m)
 
         # --- 1. fork: MAC and local-IP lookups, and the frame's context into a FIFO ----------

@@ -27,6 +27,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AxiSignature
+from .axi_arbiter import AxiArbiter
 from .axil import AxiLiteCsrBridge, AxiLiteSignature
 from .classifier import Classifier
 from .csr import CsrSignature
@@ -38,6 +39,9 @@ from .packet_fifo import PacketFifo
 from .regmap import Access, Block, Field, Register, RegisterMap
 from .rx_dma import RxDmaEngine
 from .rx_port import RX_COUNTERS, RxPort
+from .tx_dma import TxDmaEngine
+from .tx_port import TX_COUNTERS, TxPort
+from .tx_switch import TX_SWITCH_COUNTERS, TxSwitch
 
 __all__ = ["NicCore", "NicInfo", "NIC_ID"]
 
@@ -101,9 +105,10 @@ class NicCore(wiring.Component):
     Attributes
     ----------
     gmii_rx{k} : In(GmiiSignature()), domain ``eth{k}_rx``
+    gmii_tx{k} : Out(GmiiSignature()), domain ``eth{k}_tx``
     axil : In(AxiLiteSignature), registers (byte address = 4 x word address of :meth:`regmap`)
-    axi : Out(AxiSignature(64, 64, 2)), host memory
-    rx_irq : Out(rings), one interrupt line per receive ring
+    axi : Out(AxiSignature(64, 64, 2)), host memory (ID bit 1: 0 receive, 1 transmit engine)
+    rx_irq, tx_irq : Out(rings), one interrupt line per ring
     """
 
     def __init__(self, *, ports: int = 2, rings: int = 64, vnics: int = 64,
@@ -116,12 +121,17 @@ class NicCore(wiring.Component):
         self.classifier = Classifier(vnics=vnics, mac_entries=mac_entries, local_ips=local_ips,
                                      flows=flows)
         self.rx_dma = RxDmaEngine(4, rings=rings)
+        self.tx_dma = TxDmaEngine(rings=rings)
+        self.tx_switch = TxSwitch(ports, self.classifier.mac_table.signature
+                                  .members["tx_result"].signature.members["payload"].shape)
         self._params = ports | rings << 8 | vnics << 20
         self._regmap = self._describe()
         members = {f"gmii_rx{k}": In(GmiiSignature()) for k in range(ports)}
+        members.update({f"gmii_tx{k}": Out(GmiiSignature()) for k in range(ports)})
         members["axil"] = In(AxiLiteSignature(self._regmap.addr_width + 2))
-        members["axi"] = Out(AxiSignature(64, 64, 1))
+        members["axi"] = Out(AxiSignature(64, 64, 2))
         members["rx_irq"] = Out(rings)
+        members["tx_irq"] = Out(rings)
         super().__init__(members)
 
     def regmap(self) -> RegisterMap:
@@ -132,8 +142,13 @@ class NicCore(wiring.Component):
         for k in range(self._ports):
             blocks.append(Block.from_counters(f"eth{k}_rx", f"Port {k} receive statistics.",
                                               RX_COUNTERS))
+            blocks.append(Block.from_counters(f"eth{k}_tx", f"Port {k} transmit statistics.",
+                                              TX_COUNTERS))
         blocks += self.classifier.blocks()
-        blocks += [self.rx_dma.stats_block("rx_dma"), self.rx_dma.block("rx_ring")]
+        blocks += [self.rx_dma.stats_block("rx_dma"),
+                   Block.from_counters("tx_switch", "On-card switching of transmitted frames.",
+                                       TX_SWITCH_COUNTERS),
+                   self.rx_dma.block("rx_ring"), self.tx_dma.block("tx_ring")]
         return RegisterMap("crossnic NIC registers (BAR0)", blocks)
 
     def elaborate(self, platform):
@@ -146,15 +161,21 @@ class NicCore(wiring.Component):
 
         # --- receive: ports and hairpin -> merger -> parser -> queue + classifier -> DMA --
         m.submodules.merger = merger = FrameMerger(n + 1, 4)
+        m.submodules.tx_switch = switch = self.tx_switch
         for k in range(n):
             port = DomainRenamer({"rx": f"eth{k}_rx"})(RxPort(4, fifo_depth=1024))
             m.submodules[f"eth{k}_rx"] = port
             wiring.connect(m, wiring.flipped(getattr(self, f"gmii_rx{k}")), port.gmii)
             wiring.connect(m, port.o, getattr(merger, f"i{k}"))
-            csr_ports.append(port.csr)
-        m.submodules.hairpin = hairpin = PacketFifo(4, 512)
+            tx = DomainRenamer({"tx": f"eth{k}_tx"})(TxPort(4, fifo_depth=2048))
+            m.submodules[f"eth{k}_tx"] = tx
+            wiring.connect(m, tx.gmii, wiring.flipped(getattr(self, f"gmii_tx{k}")))
+            wiring.connect(m, getattr(switch, f"port{k}"), tx.i)
+            csr_ports += [port.csr, tx.csr]
+        m.submodules.hairpin = hairpin = PacketFifo(4, 1024)
         wiring.connect(m, hairpin.o, getattr(merger, f"i{n}"))
-        m.d.comb += hairpin.i.valid.eq(0)          # the transmit side feeds it (TxSwitch)
+        wiring.connect(m, switch.hairpin, hairpin.i)
+        m.d.comb += switch.hairpin_overflow.eq(hairpin.overflow)
 
         m.submodules.parser = parser = HeaderParser(width=4)
         m.submodules.queue = queue = PacketFifo(4, QUEUE_BEATS)
@@ -178,9 +199,26 @@ class NicCore(wiring.Component):
         m.submodules.rx_dma = rx_dma = self.rx_dma
         wiring.connect(m, queue.o, rx_dma.i)
         wiring.connect(m, cls.result, rx_dma.info)
-        csr_ports += [rx_dma.stats, rx_dma.csr]
         m.d.comb += self.rx_irq.eq(rx_dma.irq)
-        wiring.connect(m, rx_dma.axi, wiring.flipped(self.axi))
+
+        # --- transmit: rings -> switch -> ports or hairpin ---------------------------------
+        m.submodules.tx_dma = tx_dma = self.tx_dma
+        wiring.connect(m, tx_dma.o, switch.i)
+        m.d.comb += [
+            switch.route.p.port.eq(tx_dma.o_info.p.port),
+            switch.route.p.vnic.eq(tx_dma.o_info.p.vnic),
+            switch.route.valid.eq(tx_dma.o_info.valid),
+            tx_dma.o_info.ready.eq(switch.route.ready),
+            self.tx_irq.eq(tx_dma.irq),
+        ]
+        wiring.connect(m, switch.mac_lookup, cls.mac_tx_lookup)
+        wiring.connect(m, cls.mac_tx_result, switch.mac_result)
+        csr_ports += [rx_dma.stats, switch.csr, rx_dma.csr, tx_dma.csr]
+
+        m.submodules.axi_arbiter = arbiter = AxiArbiter(2, 64, 64, 1)
+        wiring.connect(m, rx_dma.axi, arbiter.m0)
+        wiring.connect(m, tx_dma.axi, arbiter.m1)
+        wiring.connect(m, arbiter.o, wiring.flipped(self.axi))
 
         # --- registers ----------------------------------------------------------------------
         regmap = self._regmap

@@ -38,6 +38,7 @@ TX_SWITCH_COUNTERS = [
     Counter("hairpin", "frames switched on the card only (unicast to a VNIC of the card)"),
     Counter("flood", "broadcast and multicast frames sent to the wire and switched on the card"),
     Counter("no_port", "frames for the wire of a port the card does not have (dropped)"),
+    Counter("hairpin_overflow", "hairpinned frames dropped: the hairpin buffer was full"),
 ]
 
 _HEADER_BEATS = 4       # 16 bytes of 4-byte beats
@@ -70,6 +71,7 @@ class TxSwitch(wiring.Component):
             "mac_lookup": Out(stream.Signature(MacKey)),
             "mac_result": In(stream.Signature(mac_result_layout or mac_match_layout(32, 6))),
             "csr": In(CsrSignature(len(self.stats.csr.addr))),
+            "hairpin_overflow": In(1),
         }
         for k in range(ports):
             members[f"port{k}"] = Out(PacketSignature(4))
@@ -79,6 +81,7 @@ class TxSwitch(wiring.Component):
         m = Module()
         m.submodules.stats = stats = self.stats
         wiring.connect(m, wiring.flipped(self.csr), stats.csr)
+        m.d.comb += stats.inc.hairpin_overflow.eq(self.hairpin_overflow)
         beat = packet_layout(4)
         m.submodules.frames = frames = SyncFIFOBuffered(width=beat.size, depth=self._depth)
         # one decision per frame: (wire, hairpin, port)

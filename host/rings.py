@@ -1,4 +1,5 @@
-"""Host side of a receive ring: descriptors posted, completions found by their phase bit.
+"""Host side of the rings: receive descriptors posted and completions found by their phase
+bit; transmit frames posted and their completion read from the head the card writes back.
 
 Pure bookkeeping over two small interfaces, so the daemon (issue "Host stack") and the
 testbenches drive rings the same way: host memory is ``read(addr, length) -> bytes`` /
@@ -15,9 +16,10 @@ from crossnic.gateware.layouts import (
     DESCRIPTOR_BYTES,
     RxCompletion,
     RxDescriptor,
+    TxDescriptor,
 )
 
-__all__ = ["RxRing", "pack", "unpack"]
+__all__ = ["RxRing", "TxRing", "pack", "unpack"]
 
 Read = Callable[[int, int], bytes]
 Write = Callable[[int, bytes], None]
@@ -104,3 +106,58 @@ class RxRing:
             out.append((c, read(self.posted[slot], c["length"])))
             self.cpl_tail = (self.cpl_tail + 1) & 0xFFFF
         return out, ([(self.reg("cpl_tail"), self.cpl_tail)] if out else [])
+
+
+@dataclass
+class TxRing:
+    """One transmit ring: ``2**size_log2`` descriptors, one buffer per slot, head written back
+    by the card to ``head_wb`` (4 bytes)."""
+    index: int
+    size_log2: int
+    desc_base: int
+    head_wb: int
+    buf_base: int
+    buf_size: int = 2048
+    tail: int = 0                 # descriptors posted (free-running, 16 bits)
+    head: int = 0                 # descriptors the card has finished, as last read back
+
+    @property
+    def size(self) -> int:
+        return 1 << self.size_log2
+
+    def reg(self, name: str) -> str:
+        return f"tx_ring[{self.index}].{name}"
+
+    def setup(self, *, port: int, vnic: int, priority: int = 1, maxbw: int = 0,
+              irq_count: int = 0, enable: bool = True) -> list[tuple[str, int]]:
+        """Register writes that configure the (reset, disabled) ring. ``maxbw`` is in the
+        scheduler's register units (:func:`crossnic.gateware.tx_scheduler.rate_register`)."""
+        return [
+            (self.reg("desc_base.lo"), self.desc_base & 0xFFFF_FFFF),
+            (self.reg("desc_base.hi"), self.desc_base >> 32),
+            (self.reg("head_wb.lo"), self.head_wb & 0xFFFF_FFFF),
+            (self.reg("head_wb.hi"), self.head_wb >> 32),
+            (self.reg("vnic"), vnic),
+            (self.reg("maxbw"), maxbw),
+            (self.reg("irq_moder"), irq_count),
+            (self.reg("ctrl"), int(enable) | self.size_log2 << 8 | priority << 16 | port << 20),
+        ]
+
+    def room(self, read: Read) -> int:
+        self.head = int.from_bytes(read(self.head_wb, 4), "little") & 0xFFFF
+        return self.size - ((self.tail - self.head) & 0xFFFF)
+
+    def send(self, write: Write, frames: list[bytes]) -> list[tuple[str, int]]:
+        """Copy ``frames`` into buffers, post their descriptors; returns the doorbell. The
+        caller checks :meth:`room` first."""
+        for frame in frames:
+            if len(frame) > self.buf_size:
+                raise ValueError(f"frame of {len(frame)} bytes exceeds the {self.buf_size}-byte "
+                                 "buffer")
+            slot = self.tail % self.size
+            addr = self.buf_base + slot * self.buf_size
+            write(addr, frame)
+            write(self.desc_base + slot * DESCRIPTOR_BYTES,
+                  pack(TxDescriptor, addr=addr, length=len(frame)))
+            self.tail = (self.tail + 1) & 0xFFFF
+        return [(self.reg("tail"), self.tail)]

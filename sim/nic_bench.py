@@ -6,16 +6,16 @@ Shared by the core's cocotb tests, its pyuvm environment and the soak and benchm
 
 from cocotb.triggers import RisingEdge, Timer
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
-from cocotbext.eth import GmiiFrame, GmiiSource
+from cocotbext.eth import GmiiFrame, GmiiSink, GmiiSource
 
 from crossnic.gateware.layouts import DropReason
 from crossnic.gateware.nic_core import NicCore
-from crossnic.host.rings import RxRing
+from crossnic.host.rings import RxRing, TxRing
 from crossnic.sim.cocotb_util import params, start_clock
 
 __all__ = ["Card", "MEM"]
 
-MEM = 1 << 25
+MEM = 1 << 26
 
 
 class Card:
@@ -31,15 +31,24 @@ class Card:
                                 getattr(dut, f"gmii_rx{k}__en"),
                                 getattr(dut, f"eth{k}_rx_clk"), getattr(dut, f"eth{k}_rx_rst"),
                                 reset_active_level=True) for k in range(2)]
+        self.tx_wire = [GmiiSink(getattr(dut, f"gmii_tx{k}__data"),
+                                 getattr(dut, f"gmii_tx{k}__er"),
+                                 getattr(dut, f"gmii_tx{k}__en"),
+                                 getattr(dut, f"eth{k}_tx_clk"), getattr(dut, f"eth{k}_tx_rst"),
+                                 reset_active_level=True) for k in range(2)]
 
     @classmethod
     async def start(cls, dut) -> "Card":
         start_clock(dut.clk, 8.0)
+        # Every clock at 8 ns and in phase: the clock crossings are exercised by the port
+        # tests; here one simulator step per edge keeps the whole card fast.
         for k in range(2):
             start_clock(getattr(dut, f"eth{k}_rx_clk"), 8.0)
+            start_clock(getattr(dut, f"eth{k}_tx_clk"), 8.0)
             getattr(dut, f"gmii_rx{k}__en").value = 0
             getattr(dut, f"gmii_rx{k}__er").value = 0
-        resets = [dut.rst] + [getattr(dut, f"eth{k}_rx_rst") for k in range(2)]
+        resets = [dut.rst] + [getattr(dut, f"eth{k}_{d}_rst") for k in range(2)
+                              for d in ("rx", "tx")]
         for r in resets:
             r.value = 1
         await Timer(100, unit="ns")
@@ -64,8 +73,21 @@ class Card:
         for path, value in pairs:
             await self.write(path, value)
 
+    def tx_rings(self, count: int, size_log2: int, buf_size: int = 2048) -> list[TxRing]:
+        """``count`` transmit rings in the top half of host memory."""
+        out, addr = [], MEM // 2
+        for k in range(count):
+            size = 1 << size_log2
+            desc, wb = addr, addr + 16 * size
+            buf = wb + 64
+            addr = buf + buf_size * size
+            out.append(TxRing(k, size_log2, desc, wb, buf, buf_size))
+        assert addr <= MEM
+        return out
+
     def rings(self, count: int, size_log2: int, buf_size: int = 2048) -> list[RxRing]:
-        """``count`` rings laid out in host memory: descriptors, completions, buffers."""
+        """``count`` receive rings laid out in the bottom half of host memory: descriptors,
+        completions, buffers."""
         out, addr = [], 0x1000
         for k in range(count):
             size = 1 << size_log2
@@ -73,7 +95,7 @@ class Card:
             buf = cpl + 16 * size
             addr = buf + buf_size * size
             out.append(RxRing(k, size_log2, desc, cpl, buf, buf_size))
-        assert addr <= MEM
+        assert addr <= MEM // 2
         return out
 
     def send(self, port: int, frame: bytes):

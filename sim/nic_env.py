@@ -186,6 +186,7 @@ class Scoreboard(uvm_component):
         for b in self.boards:
             drops.update(b.drops)
             coverage.update(b.coverage)
+            coverage.update({f"table {k}": v for k, v in b.model.counters.items()})
             delivered += b.delivered
         return drops, coverage, delivered
 
@@ -211,7 +212,7 @@ def coverage_report(env: NicEnv, wraps: Counter) -> str:
     lines = [f"frames delivered {delivered}, dropped {sum(drops.values())}"]
     lines.append("drops by reason: " + ", ".join(
         f"{r.name.lower()} {drops.get(r, 0)}" for r in DropReason if r is not DropReason.NONE))
-    for prefix in ("cast", "class", "flow"):
+    for prefix in ("table", "cast", "class", "flow"):
         lines.append(f"{prefix}: " + ", ".join(f"{k.split(' ', 1)[1]} {v}" for k, v in
                                                 sorted(coverage.items()) if k.startswith(prefix)))
     rings = sorted((int(k.split()[1]), v) for k, v in coverage.items() if k.startswith("ring "))

@@ -57,3 +57,58 @@ async def random_traffic(dut):
         assert await card.read(f"rx_dma.drop_{reason.name.lower()}") == n, reason
     for name, n in board.model.counters.items():
         assert await card.read(f"classifier_stats.{name}") == n, name
+
+
+@cocotb.test()
+async def transmit_and_hairpin(dut):
+    """A VNIC's transmit ring: a frame for the outside leaves on its port; a frame for another
+    VNIC of the card is switched back into that VNIC's receive ring and never reaches a wire;
+    broadcast goes to both; the head is written back."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from crossnic.gateware.layouts import Priority
+    from crossnic.host.classifier import ClassifierConfig, MacEntry, Policy, VnicSettings
+    from crossnic.sim.scenario import mac_text
+
+    card = await Card.start(dut)
+    mac_a, mac_b = 0x0200_0000_0A01, 0x0200_0000_0B01
+    cfg = ClassifierConfig(macs=[MacEntry(mac_a, 0, 0), MacEntry(mac_b, 0, 1)],
+                           vnics={0: VnicSettings(True, Priority.MEDIUM, 1, 0, 0),
+                                  1: VnicSettings(True, Priority.MEDIUM, 2, 1, 1)},
+                           policy=Policy(flood_ring=2))
+    await card.apply(writes(cfg))
+    rx = card.rings(3, 4)
+    for ring in rx:
+        ring.clear_completions(card.ram.write)
+        await card.apply(ring.setup())
+        await card.apply(ring.post(card.ram.write))
+    tx = card.tx_rings(1, 4)[0]
+    await card.apply(tx.setup(port=1, vnic=0))
+
+    def frame(dst: str, tag: int) -> bytes:
+        return bytes(Ether(dst=dst, src=mac_text(mac_a)) / IP(src="10.0.0.1", dst="10.0.0.2")
+                     / UDP(sport=tag, dport=9) / bytes(30))
+
+    outside, to_b, bcast = (frame("02:99:00:00:00:01", 1), frame(mac_text(mac_b), 2),
+                            frame("ff:ff:ff:ff:ff:ff", 3))
+    await card.apply(tx.send(card.ram.write, [outside, to_b, bcast]))
+    wire = []
+    for _ in range(2):
+        f = await card.tx_wire[1].recv()
+        wire.append(bytes(f.get_payload()))
+    assert wire == [outside, bcast]
+    await card.settle(2)
+    got = {}
+    for ring in rx:
+        done, doorbell = ring.poll(card.ram.read)
+        got[ring.index] = [(c["port"], c["vnic"], data) for c, data in done]
+        await card.apply(doorbell)
+    assert got == {0: [], 1: [(2, 1, to_b)], 2: [(2, 0xFF, bcast)]}, got
+    assert card.tx_wire[0].empty()
+    assert tx.room(card.ram.read) == tx.size and tx.head == 3
+    assert await card.read("tx_switch.wire") == 1
+    assert await card.read("tx_switch.hairpin") == 1
+    assert await card.read("tx_switch.flood") == 1
+    assert await card.read("tx_ring[0].frames") == 3
+    assert await card.read("eth1_tx.frames") == 2

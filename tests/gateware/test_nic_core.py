@@ -7,7 +7,7 @@ import pytest
 from crossnic.gateware.nic_core import NicCore
 
 
-@pytest.mark.parametrize("testcase", ["identity", "random_traffic"])
+@pytest.mark.parametrize("testcase", ["identity", "random_traffic", "transmit_and_hairpin"])
 def test_nic_core(run_cocotb, testcase):
     run_cocotb(NicCore(), "tb_nic_core", testcase=testcase, params={"frames": 200, "seed": 1})
 
