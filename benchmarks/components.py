@@ -69,13 +69,17 @@ def components() -> dict:
     from crossnic.gateware.rx_port import RX_COUNTERS
     regmap = RegisterMap("bench", [BoardInfo.describe(0),
                                    Block.from_counters("rx", "", RX_COUNTERS)])
+    from crossnic.gateware.classifier import Classifier
     from crossnic.gateware.nic_core import NicCore
     from crossnic.gateware.rx_dma import RxDmaEngine
+    from crossnic.gateware.tx_dma import TxDmaEngine
     return {
         # The whole card with its port clocks tied to the core clock: the core's own paths.
         "NicCore(2 ports, 64 rings)": lambda: DomainRenamer(
             {"eth0_rx": "sync", "eth1_rx": "sync"})(NicCore()),
+        "Classifier(32 MAC, 16 IP, 64 flows)": lambda: Classifier(),
         "RxDmaEngine(64 rings)": lambda: RxDmaEngine(4, rings=64),
+        "TxDmaEngine(64 rings)": lambda: TxDmaEngine(rings=64),
         "MacTable(32 entries)": lambda: MacTable(32, 6),
         "MacTable(64 entries)": lambda: MacTable(64, 6),
         "FlowTable(64 entries, 2 lanes)": lambda: FlowTable(64, 2),
