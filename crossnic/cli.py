@@ -18,11 +18,24 @@ def _cmd_version(args) -> int:
 
 
 def _cmd_sim(args) -> int:
+    from pathlib import Path
+
     from .sim.replay import ReplayError, main
     try:
-        return main(args)
+        if not args.nic:
+            return main(args)
+        from .sim.nic_replay import replay_nic
+        from .sim.samples import sample_path
+        capture = Path(args.input) if args.input else Path(str(sample_path()))
+        r = replay_nic(capture, Path(args.out), args.config and Path(args.config),
+                       port=args.port, line_rate=args.line_rate, limit=args.limit)
     except ReplayError as e:
         raise CliError(str(e)) from None
+    print(f"{r['frames']} frames in, {r['delivered']} delivered: "
+          + ", ".join(f"ring {k}: {n}" for k, n in r["per_ring"].items()))
+    print(f"wrote {args.out}/ring0..{r['rings'] - 1}.pcap, completions.json, completions.csv, "
+          "counters.json")
+    return 0
 
 
 def _cmd_build(args) -> int:
@@ -112,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=_positive, default=1518, metavar="N",
                    help="longest frame accepted, FCS included (default 1518; +4 with VLAN tag)")
     p.add_argument("--limit", type=_positive, metavar="N", help="replay only the first N frames")
+    p.add_argument("--nic", action="store_true",
+                   help="the whole card: classifier tables from --config, frames DMA'd into "
+                        "rings; writes ring<N>.pcap, completions.json/csv, counters.json")
+    p.add_argument("--config", metavar="JSON",
+                   help="with --nic: the card's tables (default: the bundled nic.json)")
+    p.add_argument("--port", type=int, choices=[0, 1], default=0,
+                   help="with --nic: the port the capture arrives on (default 0)")
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser(

@@ -15,6 +15,10 @@ from crossnic.sim.cocotb_util import params, start_clock
 
 __all__ = ["Card", "MEM"]
 
+#: Port counters of frames that never reach the DMA engine.
+_PORT_DROPS = ("drop_fcs", "drop_runt", "drop_giant", "drop_phy_error", "drop_alignment",
+               "drop_overflow")
+
 MEM = 1 << 26
 
 
@@ -102,11 +106,15 @@ class Card:
         return self.wire[port].send(GmiiFrame.from_payload(frame, min_len=0))
 
     async def handled(self) -> int:
-        """Frames the receive DMA engine has delivered or dropped so far."""
+        """Frames the card has finished with: delivered or dropped by the receive DMA engine,
+        or dropped by a port (bad FCS, runt, giant, ...)."""
         done = await self.read("rx_dma.frames")
         for r in DropReason:
             if r is not DropReason.NONE:
                 done += await self.read(f"rx_dma.drop_{r.name.lower()}")
+        for k in range(len(self.wire)):
+            for name in _PORT_DROPS:
+                done += await self.read(f"eth{k}_rx.{name}")
         return done
 
     async def settle(self, total: int, *, timeout_us: int = 1_000_000) -> None:
