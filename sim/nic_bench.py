@@ -102,6 +102,26 @@ class Card:
         assert addr <= MEM // 2
         return out
 
+    async def open_rings(self, count: int, size_log2: int,
+                         buf_size: int = 2048) -> list[RxRing]:
+        """Lay out ``count`` receive rings (:meth:`rings`), zero their completions, configure
+        and enable them and post every buffer."""
+        rings = self.rings(count, size_log2, buf_size)
+        for ring in rings:
+            ring.clear_completions(self.ram.write)
+            await self.apply(ring.setup())
+            await self.apply(ring.post(self.ram.write))
+        return rings
+
+    async def collect(self, ring: RxRing, *, repost: bool = True) -> list[tuple[dict, bytes]]:
+        """A ring's new completions with their frames, returned to the card (``cpl_tail``);
+        with ``repost`` their buffers are posted again, as a driver's service loop does."""
+        done, doorbell = ring.poll(self.ram.read)
+        await self.apply(doorbell)
+        if done and repost:
+            await self.apply(ring.post(self.ram.write))
+        return done
+
     def send(self, port: int, frame: bytes):
         return self.wire[port].send(GmiiFrame.from_payload(frame, min_len=0))
 

@@ -115,12 +115,8 @@ class HostMonitor(uvm_component):
     async def bind(self, card) -> None:
         """Lay the rings out in the card's host memory, configure and fill them."""
         self.card = card
-        self.rings = card.rings(RINGS, RING_LOG2)
+        self.rings = await card.open_rings(RINGS, RING_LOG2)
         self.wraps = Counter()
-        for ring in self.rings:
-            ring.clear_completions(self.card.ram.write)
-            await self.card.apply(ring.setup())
-            await self.card.apply(ring.post(self.card.ram.write))
 
     def count_sent(self, _item) -> None:
         self.sent += 1
@@ -130,13 +126,11 @@ class HostMonitor(uvm_component):
         await self.card.settle(self.sent)
         for ring in self.rings:
             before = ring.cpl_tail
-            done, doorbell = ring.poll(self.card.ram.read)
+            done = await self.card.collect(ring)
             for c, data in done:
                 self.ap.write((ring.index, c, data))
             if done and (ring.cpl_tail & ~(ring.size - 1)) != (before & ~(ring.size - 1)):
                 self.wraps[ring.index] += 1
-            await self.card.apply(doorbell)
-            await self.card.apply(ring.post(self.card.ram.write))
 
 
 class _Subscriber(uvm_component):

@@ -21,28 +21,19 @@ async def replay(dut):
     frames = read_frames(Path(p["frames"]))
     card = await Card.start(dut)
     await card.apply(writes(config.classifier))
-    rings = card.rings(config.rings, 8)
-    for ring in rings:
-        ring.clear_completions(card.ram.write)
-        await card.apply(ring.setup())
-        await card.apply(ring.post(card.ram.write))
+    rings = await card.open_rings(config.rings, 8)
     out = []
     for k, frame in enumerate(frames):
         await card.send(p["port"], frame)
         if not p["line_rate"] or k % 200 == 199:
             await card.settle(k + 1)
             for ring in rings:
-                done, doorbell = ring.poll(card.ram.read)
                 out += [{"ring": ring.index, "completion": c, "data": data.hex()}
-                        for c, data in done]
-                await card.apply(doorbell)
-                if done:
-                    await card.apply(ring.post(card.ram.write))
+                        for c, data in await card.collect(ring)]
     await card.settle(len(frames))
     for ring in rings:
-        done, doorbell = ring.poll(card.ram.read)
-        out += [{"ring": ring.index, "completion": c, "data": data.hex()} for c, data in done]
-        await card.apply(doorbell)
+        out += [{"ring": ring.index, "completion": c, "data": data.hex()}
+                for c, data in await card.collect(ring, repost=False)]
     counters = {}
     for block in ("rx_dma", "classifier_stats", f"eth{p['port']}_rx"):
         for r in card.regmap.registers():

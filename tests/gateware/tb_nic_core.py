@@ -32,11 +32,7 @@ async def random_traffic(dut):
     card = await Card.start(dut)
     sc = random_scenario(rng, rings=16)
     await card.apply(writes(sc.config))
-    rings = card.rings(16, 8)
-    for ring in rings:
-        ring.clear_completions(card.ram.write)
-        await card.apply(ring.setup())
-        await card.apply(ring.post(card.ram.write))
+    rings = await card.open_rings(16, 8)
     board = RxScoreboard(ClassifierModel(sc.config), {r.index for r in rings})
     frames = p.get("frames", 200)
     for k in range(frames):
@@ -46,10 +42,8 @@ async def random_traffic(dut):
         await card.send(port, frame)
     await card.settle(frames)
     for ring in rings:
-        done, doorbell = ring.poll(card.ram.read)
-        for c, data in done:
+        for c, data in await card.collect(ring, repost=False):
             board.received(ring.index, c, data)
-        await card.apply(doorbell)
     dut._log.info(board.report())
     assert not board.mismatches, "\n".join(board.mismatches[:10])
     assert board.missing() == 0
@@ -78,11 +72,7 @@ async def transmit_and_hairpin(dut):
                                   1: VnicSettings(True, Priority.MEDIUM, 2, 1, 1)},
                            policy=Policy(flood_ring=2))
     await card.apply(writes(cfg))
-    rx = card.rings(3, 4)
-    for ring in rx:
-        ring.clear_completions(card.ram.write)
-        await card.apply(ring.setup())
-        await card.apply(ring.post(card.ram.write))
+    rx = await card.open_rings(3, 4)
     tx = card.tx_rings(1, 4)[0]
     await card.apply(tx.setup(port=1, vnic=0))
 
@@ -101,9 +91,8 @@ async def transmit_and_hairpin(dut):
     await card.settle(2)
     got = {}
     for ring in rx:
-        done, doorbell = ring.poll(card.ram.read)
-        got[ring.index] = [(c["port"], c["vnic"], data) for c, data in done]
-        await card.apply(doorbell)
+        got[ring.index] = [(c["port"], c["vnic"], data)
+                           for c, data in await card.collect(ring, repost=False)]
     assert got == {0: [], 1: [(2, 1, to_b)], 2: [(2, 0xFF, bcast)]}, got
     assert card.tx_wire[0].empty()
     assert tx.room(card.ram.read) == tx.size and tx.head == 3

@@ -3,31 +3,25 @@
 import random
 
 import pytest
-from amaranth.sim import Simulator
+from sim_csr import CsrPort, run
 
 from crossnic.gateware.mac_table import CMD_LOAD, CMD_STORE, MacTable
 from crossnic.gateware.regmap import RegisterMap
 
 TABLE = MacTable(32, 6)
 REGS = RegisterMap("t", [TABLE.block("mac")])
-A = {r.register.name: r.addr for r in REGS.registers()}
+
+
+def _csr(dut) -> CsrPort:
+    return CsrPort(dut.csr, dut.block("mac"), MacTable.read_latency)
 
 
 async def csr_write(ctx, dut, name, value):
-    ctx.set(dut.csr.addr, A[name])
-    ctx.set(dut.csr.w_data, value)
-    ctx.set(dut.csr.w_stb, 1)
-    await ctx.tick()
-    ctx.set(dut.csr.w_stb, 0)
+    await _csr(dut).write(ctx, name, value)
 
 
 async def csr_read(ctx, dut, name):
-    ctx.set(dut.csr.addr, A[name])
-    ctx.set(dut.csr.r_stb, 1)
-    await ctx.tick()
-    ctx.set(dut.csr.r_stb, 0)
-    await ctx.tick().repeat(MacTable.read_latency - 1)
-    return ctx.get(dut.csr.r_data)
+    return await _csr(dut).read(ctx, name)
 
 
 async def program(ctx, dut, index, mac, vlan, vnic, valid=True):
@@ -36,14 +30,6 @@ async def program(ctx, dut, index, mac, vlan, vnic, valid=True):
     await csr_write(ctx, dut, "mac_hi", mac >> 32)
     await csr_write(ctx, dut, "ctrl", vlan | vnic << 16 | int(valid) << 31)
     await csr_write(ctx, dut, "cmd", CMD_STORE)
-
-
-def run(dut, *benches):
-    sim = Simulator(dut)
-    sim.add_clock(8e-9)
-    for b in benches:
-        sim.add_testbench(b)
-    sim.run()
 
 
 async def lookup(ctx, dut, mac, vlan):

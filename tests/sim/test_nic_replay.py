@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from scapy.layers.inet import TCP
 from scapy.utils import rdpcap
 
 from crossnic.cli import main
@@ -21,7 +22,7 @@ def test_sample_through_the_whole_card(tmp_path, capsys):
     assert per_ring[7] == 2 and all(r["vnic"] == 255 for r in records if r["ring"] == 7)
     assert counters["eth0_rx.drop_runt"] == 1 and counters["rx_dma.drop_unknown_unicast"] == 1
     first = rdpcap(str(tmp_path / "ring4.pcap"))[0]
-    assert first["TCP"].dport == 443
+    assert first[TCP].dport == 443
     assert (tmp_path / "completions.csv").read_text().startswith("ring,length,")
 
 
