@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from amaranth import *
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["CsrSignature", "Counter", "CounterRegister", "CounterBank", "counter_registers"]
@@ -75,6 +76,13 @@ class CounterBank(wiring.Component):
     other low-word read of the bank between) is atomic. Writing any value to a counter's first
     word clears it. Read data is valid :attr:`read_latency` clocks after ``r_stb``.
 
+    The counts live in a small RAM, not in registers: each counter only has a narrow *pending*
+    register that collects its increments, and a sweep visits one counter per clock, adding its
+    pending amount into the RAM (a clear takes that clock to write a zero instead). A read
+    returns RAM + pending, so it is exact to the clock. This costs one wide adder per bank
+    instead of one per counter (a 64-bit counter in registers is
+    64 flip-flops and 32 carry cells; the card has about a hundred of them).
+
     Parameters
     ----------
     counters : list of :class:`Counter`
@@ -108,40 +116,80 @@ class CounterBank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        values = {}
-        clear = {}
-        for c in self._counters:
-            values[c.name] = value = Signal(c.width, name=f"count_{c.name}")
-            clear[c.name] = Signal(name=f"clear_{c.name}")
-            with m.If(clear[c.name]):
-                m.d.sync += value.eq(0)
-            with m.Else():
-                m.d.sync += value.eq(value + getattr(self.inc, c.name))
+        n = len(self._counters)
+        width = max(c.width for c in self._counters)
+        m.submodules.counts = counts = Memory(shape=width, depth=n, init=[])
+        sweep_r = counts.read_port(domain="comb")      # distributed RAM, read as addressed
+        ram_w = counts.write_port()
+        csr_r = counts.read_port(transparent_for=())   # the value before this clock's write
 
-        # Reads take two clocks. The first selects the addressed counter's low word (a
-        # multiplexer over counters: every high word comes from the one latch) and, on
-        # ``r_stb`` at a low word, latches the high word in the same clock; the second picks
-        # the low word, the latch or zero. ``r_data`` follows ``addr`` every cycle, so ``r_stb``
-        # stays out of the multiplexer's timing path.
         index = self.csr.addr[1:]
         want_hi = self.csr.addr[0]
+        clearing = Signal()                            # a clear takes the write port
+        m.d.comb += clearing.eq(self.csr.w_stb & ~want_hi & (index < n))
+
+        # A counter collects at most n clocks of increments before the sweep comes back
+        # (``2 ** inc_width - 1`` each); one spare bit covers the clocks a clear delays it
+        # (a register write takes several clocks, so clears never come back to back).
+        ptr = Signal(range(n))
+        with m.If(~clearing):
+            m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
+        pending = []
+        for k, c in enumerate(self._counters):
+            p = Signal(c.inc_width + n.bit_length() + 1, name=f"pending_{c.name}")
+            inc = getattr(self.inc, c.name)
+            with m.If(clearing & (index == k)):        # the clear wins over this clock's inc
+                m.d.sync += p.eq(0)
+            with m.Elif(~clearing & (ptr == k)):       # moved into the RAM this clock
+                m.d.sync += p.eq(inc)
+            with m.Else():
+                m.d.sync += p.eq(p + inc)
+            pending.append(p)
+
+        # The sweep: RAM[ptr] += pending[ptr]; a clear writes RAM[index] := 0 instead.
+        m.d.comb += [
+            sweep_r.addr.eq(ptr), ram_w.en.eq(1),
+            ram_w.addr.eq(Mux(clearing, index, ptr)),
+            ram_w.data.eq(Mux(clearing, 0, sweep_r.data + Array(pending)[ptr])),
+        ]
+
+        # Reads take two clocks. The first takes a snapshot of the addressed counter (its RAM
+        # word and pending amount, both from before this clock's edge); the second adds them up
+        # and picks the low word, the high latch or zero. A low-word read with ``r_stb``
+        # latches the high word of the same sum. ``r_data`` follows ``addr`` every cycle, so
+        # ``r_stb`` stays out of the multiplexer's timing path.
+        m.d.comb += csr_r.addr.eq(index)
+        snap_p = Signal(max(len(p) for p in pending))
+        snap_ok, snap_hi, snap_latch, snap_has_hi = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [
+            snap_p.eq(Array(pending)[index]),
+            snap_ok.eq(index < n),
+            snap_hi.eq(want_hi),
+            snap_latch.eq(self.csr.r_stb & ~want_hi),
+            snap_has_hi.eq(Array(C(c.width > 32, 1) for c in self._counters)[index]),
+        ]
+        total = Signal(width)
+        m.d.comb += total.eq(csr_r.data + snap_p)
+        # Counters narrower than the RAM wrap at their own width: mask only the bits where
+        # some counter of the bank ends.
+        lo, hi = total[:32], total[32:]
+        if any(c.width < 32 for c in self._counters):
+            lo_mask = Signal(32)
+            m.d.sync += lo_mask.eq(Array(C((1 << min(c.width, 32)) - 1, 32)
+                                         for c in self._counters)[index])
+            lo = lo & lo_mask
+        if any(32 < c.width < width for c in self._counters):
+            hi_mask = Signal(width - 32)
+            m.d.sync += hi_mask.eq(Array(C(((1 << c.width) - 1) >> 32, width - 32)
+                                         for c in self._counters)[index])
+            hi = hi & hi_mask
         hi_latch = Signal(32)
-        lo_word = Signal(32)
-        has_hi = Signal()      # the addressed counter has a high word
-        read_hi = Signal()
-        m.d.sync += [lo_word.eq(0), has_hi.eq(0), read_hi.eq(want_hi)]
-        with m.Switch(index):
-            for k, c in enumerate(self._counters):
-                value = values[c.name]
-                with m.Case(k):
-                    m.d.sync += lo_word.eq(value[:32])
-                    m.d.comb += clear[c.name].eq(self.csr.w_stb & ~want_hi)
-                    if c.width > 32:
-                        m.d.sync += has_hi.eq(1)
-                        with m.If(self.csr.r_stb & ~want_hi):
-                            m.d.sync += hi_latch.eq(value[32:])
-        with m.If(read_hi):
-            m.d.sync += self.csr.r_data.eq(Mux(has_hi, hi_latch, 0))
+        with m.If(snap_latch & snap_ok):
+            m.d.sync += hi_latch.eq(hi if width > 32 else 0)
+        with m.If(~snap_ok):
+            m.d.sync += self.csr.r_data.eq(0)
+        with m.Elif(snap_hi):
+            m.d.sync += self.csr.r_data.eq(Mux(snap_has_hi, hi_latch, 0))
         with m.Else():
-            m.d.sync += self.csr.r_data.eq(lo_word)
+            m.d.sync += self.csr.r_data.eq(lo)
         return m

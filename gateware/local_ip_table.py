@@ -7,9 +7,10 @@ VNIC the frame belongs to* is class ``LOCAL`` (it goes up that VNS instance's st
 VNIC's local ring); anything else addressed to the VNIC is ``FORWARD`` (the VNIC routes it).
 The table returns the owner; the classifier compares it with the frame's VNIC.
 
-Entries are registers compared in parallel like :class:`~crossnic.gateware.mac_table.MacTable`
-(lowest matching index wins, two clocks, one lookup per clock, atomic whole-entry updates
-under traffic, per-entry hit counters and a miss counter).
+Entries are scanned in distributed RAM like :class:`~crossnic.gateware.mac_table.MacTable`
+(:class:`~crossnic.gateware.match.ScannedTable`: lowest matching index wins, one entry per
+clock, 18 clocks for 16 entries; atomic whole-entry updates under traffic, per-entry hit
+counters and a miss counter).
 
 Register block (word offsets): ``index``, ``addr0``..``addr3`` (address bits 31:0 .. 127:96:
 an IPv4 address is ``addr0`` alone), ``ctrl`` (family, vnic, valid), ``cmd`` (1 store, 2 load),
@@ -18,11 +19,10 @@ an IPv4 address is ``addr0`` alone), ``ctrl`` (family, vnic, valid), ``cmd`` (1 
 
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .match import HitCounters, lowest_match
+from .match import HitCounters, ScannedTable
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["IpKey", "LocalIpTable", "local_ip_result_layout", "FAMILY_IPV4", "FAMILY_IPV6"]
@@ -48,15 +48,18 @@ class LocalIpTable(wiring.Component):
     Attributes
     ----------
     lookup : In(stream of IpKey); a key of family 0 never matches
-    result : Out(stream of local_ip_result_layout), two clocks after its lookup
+    result : Out(stream of local_ip_result_layout), :attr:`latency` clocks after its lookup
     csr : In(CsrSignature), ``read_latency`` = 2
     """
 
     read_latency = 2
 
-    def __init__(self, entries: int = 16, vnic_bits: int = 8):
+    def __init__(self, entries: int = 16, vnic_bits: int = 8, *, lanes: int = 1):
         if not 1 <= entries <= 256:
             raise ValueError(f"entries must be 1..256, not {entries}")
+        if entries % lanes:
+            raise ValueError(f"lanes ({lanes}) must divide entries ({entries})")
+        self._lanes = lanes
         if not 1 <= vnic_bits <= 8:
             raise ValueError(f"vnic_bits must be 1..8, not {vnic_bits}")
         self._entries = entries
@@ -70,6 +73,11 @@ class LocalIpTable(wiring.Component):
     @property
     def entries(self) -> int:
         return self._entries
+
+    @property
+    def latency(self) -> int:
+        """Clocks from a lookup's acceptance to its result."""
+        return self._entries // self._lanes + 2
 
     def block(self, name: str = "local_ip") -> Block:
         rw = Access.RW
@@ -99,45 +107,34 @@ class LocalIpTable(wiring.Component):
         n = self._entries
         entry = data.StructLayout({"valid": 1, "family": 2, "addr": 128,
                                    "vnic": self._vnic_bits})
-        table = [Signal(entry, name=f"entry{k}") for k in range(n)]
-
-        # Lookup in two registered stages: compare (with a snapshot of the owners), then pick.
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
-                     self.lookup.ready.eq(advance)]
-        key = self.lookup.payload
-        s1_valid, s1_ip = Signal(), Signal()
-        s1_match = Signal(n)
-        s1_vnic = [Signal(self._vnic_bits, name=f"s1_vnic{k}") for k in range(n)]
-        is_ip = (key.family == 1) | (key.family == 2)
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.lookup.valid), s1_ip.eq(is_ip)]
-            for k, e in enumerate(table):
-                m.d.sync += [s1_match[k].eq(e.valid & is_ip & (e.family == key.family)
-                                            & (e.addr == key.addr)),
-                             s1_vnic[k].eq(e.vnic)]
-        hit, index, vnic = lowest_match([(s1_match[k], C(k, range(n)), s1_vnic[k])
-                                         for k in range(n)])
-        take = advance & s1_valid
-        with m.If(advance):
-            m.d.sync += [self.result.valid.eq(s1_valid), self.result.payload.hit.eq(hit),
-                         self.result.payload.index.eq(index), self.result.payload.vnic.eq(vnic)]
+        # A key of another family, or of none (not IP), never matches.
+        m.submodules.table = table = ScannedTable(
+            n, self._lanes, entry, IpKey,
+            lambda e, key: ((e.family == key.family) & (e.addr == key.addr)
+                            & ((key.family == FAMILY_IPV4) | (key.family == FAMILY_IPV6))))
+        wiring.connect(m, wiring.flipped(self.result), table.result0)
+        m.d.comb += [table.lookup0.payload.eq(self.lookup.payload),
+                     table.lookup0.valid.eq(self.lookup.valid),
+                     self.lookup.ready.eq(table.lookup0.ready)]
+        # Misses count IP lookups only: remember whether the lookup in flight is one.
+        is_ip = Signal()
+        with m.If(self.lookup.valid & self.lookup.ready):
+            m.d.sync += is_ip.eq((self.lookup.payload.family == FAMILY_IPV4)
+                                 | (self.lookup.payload.family == FAMILY_IPV6))
+        take, hit = table.count_take, table.count_hit
 
         m.submodules.hits = hits = HitCounters(n)
-        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(index)]
+        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(table.count_index)]
         misses = Signal(32)
-        with m.If(take & ~hit & s1_ip):
+        with m.If(take & ~hit & is_ip):
             m.d.sync += misses.eq(misses + 1)
 
         # Registers.
         csr = self.csr
         sel = Signal(range(n))
         stage = Signal(entry)
-        m.d.comb += hits.read_index.eq(sel)
-        m.submodules.shadow = shadow = Memory(shape=entry, depth=n, init=[])
-        shadow_w = shadow.write_port()
-        shadow_r = shadow.read_port(domain="comb")
-        m.d.comb += [shadow_w.addr.eq(sel), shadow_w.data.eq(stage), shadow_r.addr.eq(sel)]
+        m.d.comb += [hits.read_index.eq(sel), table.w_index.eq(sel), table.w_data.eq(stage),
+                     table.r_index.eq(sel)]
         with m.If(csr.w_stb):
             with m.Switch(csr.addr):
                 with m.Case(_INDEX):
@@ -151,13 +148,9 @@ class LocalIpTable(wiring.Component):
                                  stage.valid.eq(csr.w_data[31])]
                 with m.Case(_CMD):
                     with m.If(csr.w_data[:2] == CMD_STORE):
-                        m.d.comb += shadow_w.en.eq(1)
-                        with m.Switch(sel):
-                            for k, e in enumerate(table):
-                                with m.Case(k):
-                                    m.d.sync += e.eq(stage)
+                        m.d.comb += table.w_en.eq(1)
                     with m.Elif(csr.w_data[:2] == CMD_LOAD):
-                        m.d.sync += stage.eq(shadow_r.data)
+                        m.d.sync += stage.eq(table.r_data)
                 with m.Case(_HITS):
                     m.d.comb += [hits.clear.eq(1), hits.clear_index.eq(sel)]
                 with m.Case(_MISSES):

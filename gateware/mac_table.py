@@ -1,9 +1,11 @@
 """MacTable: exact match of (destination MAC, VLAN) to a VNIC, programmable under traffic.
 
-Entries are registers compared in parallel (lowest matching index wins); a lookup takes two
-clocks (compare, then a priority tree), one lookup per clock. Software writes an entry through
-staging registers and a ``store`` command that replaces the whole entry in one clock: a lookup
-sees the old entry or the new one, never a mix, so the table can change while traffic flows.
+Entries live in distributed RAM and a lookup scans them (:class:`~crossnic.gateware.match.
+ScannedTable`, lowest matching index wins): ``entries / lanes`` clocks plus two, 18 for the
+card's 32 entries in 2 lanes, well inside the classifier's 32 clocks per frame. Software writes
+an entry through staging registers and a ``store`` command that replaces the whole entry in one
+clock: a lookup sees the old entry or the new one, never a mix, so the table can change while
+traffic flows.
 Each entry counts its hits (in a small RAM, read-modify-write with a bypass so back-to-back hits
 are all counted); misses are counted too.
 
@@ -14,11 +16,10 @@ staging), ``hits`` (of entry[index]; a write clears it), ``misses``.
 
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .match import HitCounters, lowest_match
+from .match import HitCounters, ScannedTable
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["MacKey", "MacTable", "mac_match_layout", "CMD_STORE", "CMD_LOAD"]
@@ -51,7 +52,7 @@ class MacTable(wiring.Component):
     Attributes
     ----------
     lookup : In(stream of MacKey)
-    result : Out(stream of mac_match_layout), one per lookup, two clocks later (registered)
+    result : Out(stream of mac_match_layout), one per lookup, :attr:`latency` clocks later
     tx_lookup, tx_result : the same, a second port (``tx_port=True``) for the transmit path's
         hairpin decision; its lookups are not counted in ``hits``/``misses``
     csr : In(CsrSignature), ``read_latency`` = 2 like the counter banks
@@ -59,9 +60,13 @@ class MacTable(wiring.Component):
 
     read_latency = 2
 
-    def __init__(self, entries: int = 32, vnic_bits: int = 6, *, tx_port: bool = False):
+    def __init__(self, entries: int = 32, vnic_bits: int = 6, *, tx_port: bool = False,
+                 lanes: int = 2):
         if not 1 <= entries <= 256:
             raise ValueError(f"entries must be 1..256, not {entries}")
+        if entries % lanes:
+            raise ValueError(f"lanes ({lanes}) must divide entries ({entries})")
+        self._lanes = lanes
         if not 1 <= vnic_bits <= 8:
             raise ValueError(f"vnic_bits must be 1..8, not {vnic_bits}")
         self._entries = entries
@@ -80,6 +85,11 @@ class MacTable(wiring.Component):
     @property
     def entries(self) -> int:
         return self._entries
+
+    @property
+    def latency(self) -> int:
+        """Clocks from a lookup's acceptance to its result (and between two lookups, +1)."""
+        return self._entries // self._lanes + 2
 
     def block(self, name: str = "mac_table") -> Block:
         """The register block, for the register map."""
@@ -103,49 +113,24 @@ class MacTable(wiring.Component):
                           "(write clears)"),
         ), self.read_latency)
 
-    def _lookup_port(self, m: Module, table: list, lookup, result, prefix: str):
-        """Compare, then pick: two registered stages. Returns (hit, index, take) of the
-        second stage, ``take`` when a lookup completes this clock."""
-        n = self._entries
-        # 1: compare the key with every entry; register the match vector together with a
-        #    snapshot of the entries' VNICs (so a result never mixes two versions of an entry).
-        # 2: a priority tree picks the lowest matching index; register the result.
-        advance = Signal(name=f"{prefix}advance")
-        m.d.comb += [advance.eq(~result.valid | result.ready), lookup.ready.eq(advance)]
-        key = lookup.payload
-        s1_valid = Signal(name=f"{prefix}s1_valid")
-        s1_match = Signal(n, name=f"{prefix}s1_match")
-        s1_vnic = [Signal(self._vnic_bits, name=f"{prefix}s1_vnic{k}") for k in range(n)]
-        with m.If(advance):
-            m.d.sync += s1_valid.eq(lookup.valid)
-            for k, e in enumerate(table):
-                m.d.sync += [s1_match[k].eq(e.valid & (e.mac == key.mac) & (e.vlan == key.vlan)),
-                             s1_vnic[k].eq(e.vnic)]
-        hit, index, vnic = lowest_match([(s1_match[k], C(k, range(n)), s1_vnic[k])
-                                         for k in range(n)])
-        with m.If(advance):
-            m.d.sync += [
-                result.valid.eq(s1_valid),
-                result.payload.hit.eq(hit),
-                result.payload.index.eq(index),
-                result.payload.vnic.eq(vnic),
-            ]
-        return hit, index, advance & s1_valid
-
     def elaborate(self, platform):
         m = Module()
         n = self._entries
         entry = data.StructLayout({"valid": 1, "mac": 48, "vlan": 12, "vnic": self._vnic_bits})
-        table = [Signal(entry, name=f"entry{k}") for k in range(n)]
-
-        # --- lookup: two registered stages per port ------------------------------------------
-        hit, index, take = self._lookup_port(m, table, self.lookup, self.result, "")
+        m.submodules.table = table = ScannedTable(
+            n, self._lanes, entry, MacKey,
+            lambda e, key: (e.mac == key.mac) & (e.vlan == key.vlan),
+            ports=2 if self._tx_port else 1)
+        wiring.connect(m, wiring.flipped(self.lookup), table.lookup0)
+        wiring.connect(m, table.result0, wiring.flipped(self.result))
         if self._tx_port:
-            self._lookup_port(m, table, self.tx_lookup, self.tx_result, "tx_")
+            wiring.connect(m, wiring.flipped(self.tx_lookup), table.lookup1)
+            wiring.connect(m, table.result1, wiring.flipped(self.tx_result))
 
         # --- hit counters ------------------------------------------------------------------
         m.submodules.hits = hits = HitCounters(n)
-        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(index)]
+        take, hit = table.count_take, table.count_hit
+        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(table.count_index)]
         misses = Signal(32)
         with m.If(take & ~hit):
             m.d.sync += misses.eq(misses + 1)
@@ -154,12 +139,8 @@ class MacTable(wiring.Component):
         csr = self.csr
         sel = Signal(range(n))
         stage = Signal(entry)
-        m.d.comb += hits.read_index.eq(sel)
-        # A copy of the table in a small RAM serves `load`, instead of an n-way multiplexer.
-        m.submodules.shadow = shadow = Memory(shape=entry, depth=n, init=[])
-        shadow_w = shadow.write_port()
-        shadow_r = shadow.read_port(domain="comb")     # distributed RAM, read as addressed
-        m.d.comb += [shadow_w.addr.eq(sel), shadow_w.data.eq(stage), shadow_r.addr.eq(sel)]
+        m.d.comb += [hits.read_index.eq(sel), table.w_index.eq(sel), table.w_data.eq(stage),
+                     table.r_index.eq(sel)]
         with m.If(csr.w_stb):
             with m.Switch(csr.addr):
                 with m.Case(_INDEX):
@@ -174,13 +155,9 @@ class MacTable(wiring.Component):
                                  stage.valid.eq(csr.w_data[31])]
                 with m.Case(_CMD):
                     with m.If(csr.w_data[:2] == CMD_STORE):
-                        m.d.comb += shadow_w.en.eq(1)
-                        with m.Switch(sel):
-                            for k, e in enumerate(table):
-                                with m.Case(k):
-                                    m.d.sync += e.eq(stage)
+                        m.d.comb += table.w_en.eq(1)
                     with m.Elif(csr.w_data[:2] == CMD_LOAD):
-                        m.d.sync += stage.eq(shadow_r.data)
+                        m.d.sync += stage.eq(table.r_data)
                 with m.Case(_HITS):
                     m.d.comb += [hits.clear.eq(1), hits.clear_index.eq(sel)]
                 with m.Case(_MISSES):

@@ -4,7 +4,7 @@ import random
 
 from amaranth.sim import SimulatorContext
 
-__all__ = ["recv_frame", "send_frame"]
+__all__ = ["recv_frame", "send_frame", "request"]
 
 
 async def send_frame(ctx: SimulatorContext, port, frame: bytes, width: int, *,
@@ -41,3 +41,19 @@ async def recv_frame(ctx: SimulatorContext, port, width: int, *, stall: float = 
                 ctx.set(port.ready, 0)
                 return bytes(out), payload.error, first
     raise TimeoutError("no frame")
+
+
+async def request(ctx: SimulatorContext, req, res, payload: dict, *, timeout: int = 1000):
+    """Offer ``payload`` on stream ``req`` until taken, then take one answer from stream ``res``
+    (a table lookup and its result); returns the answer's payload."""
+    ctx.set(req.payload, payload)
+    ctx.set(req.valid, 1)
+    await ctx.tick().until(req.ready)
+    ctx.set(req.valid, 0)
+    ctx.set(res.ready, 1)
+    for _ in range(timeout):
+        _, _, valid, answer = await ctx.tick().sample(res.valid, res.payload)
+        if valid:
+            ctx.set(res.ready, 0)
+            return answer
+    raise TimeoutError("no answer")
