@@ -1,17 +1,22 @@
 """TxScheduler in amaranth.sim: strict priority, round robin, maxbw token buckets."""
 
 import heapq
+import random
+import time
+from collections import deque
 
 import pytest
 from sim_csr import run
 
 from crossnic.gateware.layouts import Priority
 from crossnic.gateware.tx_scheduler import (
+    RATE_BITS,
     TxScheduler,
     rate_register,
     rate_step,
     register_rate,
 )
+from crossnic.sim.model.scheduler import Config, TxSchedulerModel, max_window_excess
 
 CLK = 125e6
 RINGS = 64
@@ -312,3 +317,325 @@ def test_rate_register_conversion():
     for bad in (2, 48, 512):
         with pytest.raises(ValueError):
             TxScheduler(bad)
+
+
+class RandomEngine:
+    """A random DMA engine for the scoreboard test: random backlogs and frame lengths, random
+    accept/stall patterns and ``only_limited`` stretches, debits after random latencies (one per
+    clock, in any order across rings), and random level/rate writes while it runs.
+
+    Each phase draws a new traffic pattern; the inputs of every clock go to the gateware and to
+    the model alike.
+    """
+
+    LENGTHS = (14, 60, 64, 128, 512, 1000, 1500, 1518, 9018)
+
+    def __init__(self, rng: random.Random, rings: int, phase_cycles: int, max_latency: int):
+        self.rng = rng
+        self.rings = rings
+        self.phase_cycles = phase_cycles
+        self.max_latency = max_latency
+        self.queue = [deque() for _ in range(rings)]     # frame lengths waiting
+        self.endless = [False] * rings
+        self.debits: list[tuple[int, int, int, int]] = []  # heap: (due, seq, ring, bytes)
+        self.seq = 0
+        self.configs: deque[Config] = deque()
+        self.rate = [0] * rings
+        self.counts = dict.fromkeys(["cancels", "config_writes", "prio3", "only_limited"], 0)
+        self.phase = -1
+        self.new_phase()
+        # a rate write while the rate memory is being swept after reset is ignored
+        self.configs.appendleft(Config(1, rate=12345))
+
+    def frame(self) -> int:
+        rng = self.rng
+        return rng.choice(self.LENGTHS) if rng.random() < 0.3 else rng.randint(60, 1518)
+
+    def new_phase(self) -> None:
+        rng = self.rng
+        self.phase += 1
+        self.accept = rng.choice(["always", "random", "bursty", "slow"])
+        self.p_accept = rng.uniform(0.1, 0.9)
+        self.stall = 0
+        self.latency = rng.choice([(1, 4), (4, 40), (20, self.max_latency), (1, self.max_latency)])
+        self.p_post = rng.uniform(0.01, 0.08)
+        self.only_limited_mode = self.phase % 3 == 2 or rng.random() < 0.15
+        self.only_limited = False
+        self.p_config = rng.choice([0, 1 / 500, 1 / 60])
+        for r in range(self.rings):
+            if rng.random() < 0.4:
+                self.configs.append(self.random_config(r))
+            if rng.random() < 0.1:
+                self.queue[r].clear()
+        # a few rings with endless work, mostly rate-limited (an unlimited one starves the
+        # levels below its own, which is right but covers nothing)
+        self.endless = [False] * self.rings
+        for r in rng.sample(range(self.rings), rng.randint(0, 3)):
+            self.endless[r] = True
+            if rng.random() < 0.8:
+                self.configs.append(Config(r, rate=self.rate_between(20e6, 2e9)))
+
+    def rate_between(self, low: float, high: float) -> int:
+        """A random rate register value, in bit/s (the largest rate is 4 Gb/s * 64 / rings)."""
+        top = register_rate((1 << RATE_BITS) - 1, rings=self.rings)
+        return rate_register(self.rng.uniform(low, min(high, top)), rings=self.rings)
+
+    def random_config(self, ring: int) -> Config:
+        rng = self.rng
+        priority = rng.choice([0, 1, 2, 3]) if rng.random() < 0.8 else None
+        rate = None
+        if rng.random() < 0.7:
+            kind = rng.random()
+            if kind < 0.35:
+                rate = 0
+            elif kind < 0.8:
+                rate = self.rate_between(20e6, 3.9e9)
+            elif kind < 0.9:
+                rate = rng.randint(1, 64)                # a few bytes per refill
+            else:
+                rate = (1 << RATE_BITS) - 1
+        return Config(ring, priority, rate)
+
+    def inputs(self, cycle: int, offered: int | None) -> dict:
+        """This clock's inputs; ``offered`` is the ring offered in the clock before."""
+        rng = self.rng
+        if cycle and cycle % self.phase_cycles == 0:
+            self.new_phase()
+        if offered is not None and not self.endless[offered] and rng.random() < 0.02:
+            self.queue[offered].clear()          # work gone while offered: the take is void
+        if rng.random() < self.p_post:
+            r = rng.randrange(self.rings)
+            self.queue[r].extend(self.frame() for _ in range(rng.randint(1, 8)))
+        if rng.random() < 0.0005:
+            self.queue[rng.randrange(self.rings)].clear()
+        work = sum(1 << r for r in range(self.rings) if self.queue[r] or self.endless[r])
+        if self.accept == "always":
+            take = True
+        elif self.accept == "random":
+            take = rng.random() < self.p_accept
+        elif self.accept == "slow":
+            take = rng.random() < 0.03
+        else:
+            if self.stall == 0 and rng.random() < 0.02:
+                self.stall = rng.randint(1, 300)
+            self.stall = max(0, self.stall - 1)
+            take = self.stall == 0
+        if self.only_limited_mode and rng.random() < 0.02:
+            self.only_limited = not self.only_limited
+        self.counts["only_limited"] += self.only_limited
+        debit = None
+        if self.debits and self.debits[0][0] <= cycle:
+            _, _, r, length = heapq.heappop(self.debits)
+            debit = (r, length)
+        if rng.random() < self.p_config:
+            self.configs.append(self.random_config(rng.randrange(self.rings)))
+        config = self.configs.popleft() if self.configs else None
+        if config is not None:
+            self.counts["config_writes"] += 1
+            self.counts["prio3"] += config.priority == 3
+        return {"work": work, "take": take, "only_limited": self.only_limited,
+                "debit": debit, "config": config}
+
+    def taken(self, cycle: int, ring: int) -> int:
+        """The engine took ``ring``'s offer: the bytes it will debit (0: nothing was there)."""
+        if self.endless[ring]:
+            length = self.frame()
+        elif self.queue[ring]:
+            length = self.queue[ring].popleft()
+        else:
+            length = 0
+            self.counts["cancels"] += 1
+        low, high = self.latency
+        self.seq += 1
+        heapq.heappush(self.debits, (cycle + self.rng.randint(low, high), self.seq, ring, length))
+        return length
+
+
+class ScriptedEngine:
+    """An engine following a script for the corner cases random traffic seldom reaches.
+
+    ``script[cycle]`` changes ``work``, ``take``, ``only_limited``, the debit ``latency`` and
+    frame ``length`` from that clock on, or writes a ``config`` in that clock. Every take is
+    debited ``latency`` clocks later.
+    """
+
+    def __init__(self, script: dict[int, dict]):
+        self.script = script
+        self.now = {"work": 0, "take": True, "only_limited": False, "latency": 10, "length": 64}
+        self.debits: list[tuple[int, int, int]] = []       # heap: (due, ring, bytes)
+        self.takes: list[tuple[int, int]] = []             # (cycle, ring)
+        self.debited: list[tuple[int, int]] = []           # (cycle, ring)
+        self.max_latency = 0
+
+    def inputs(self, cycle: int, offered: int | None) -> dict:
+        changes = dict(self.script.get(cycle, {}))
+        config = changes.pop("config", None)
+        self.now.update(changes)
+        self.max_latency = max(self.max_latency, self.now["latency"])
+        debit = None
+        if self.debits and self.debits[0][0] <= cycle:
+            _, ring, length = heapq.heappop(self.debits)
+            debit = (ring, length)
+            self.debited.append((cycle, ring))
+        return {"work": self.now["work"], "take": self.now["take"],
+                "only_limited": self.now["only_limited"], "debit": debit, "config": config}
+
+    def taken(self, cycle: int, ring: int) -> int:
+        self.takes.append((cycle, ring))
+        heapq.heappush(self.debits, (cycle + self.now["latency"], ring, self.now["length"]))
+        return self.now["length"]
+
+
+def run_scoreboard(eng, rings: int, cycles: int) -> tuple[TxSchedulerModel, dict]:
+    """Drive the gateware and the model with the inputs ``eng`` gives every clock and compare
+    every clock's offer (valid, ring, limited) and the rate read-back.
+
+    Returns the model and what was seen: the mismatches (``(cycle, what, got, want)``, the
+    first 20, then ``None`` for each further one), the offers, per ring its takes as
+    ``(cycle, bytes, rate, clock of the last rate write, limited)``, the largest token count.
+    """
+    dut = TxScheduler(rings)
+    model = TxSchedulerModel(rings)
+    seen = {"mismatches": [], "offers": 0, "takes": [[] for _ in range(rings)],
+            "rate_since": [0] * rings, "max_tokens": 0}
+
+    def check(cycle, what, got, want):
+        if got != want:
+            mismatches = seen["mismatches"]
+            mismatches.append((cycle, what, got, want) if len(mismatches) < 20 else None)
+
+    async def bench(ctx):
+        driven = {}
+
+        def drive(signal, value):
+            if driven.get(id(signal)) != value:
+                ctx.set(signal, value)
+                driven[id(signal)] = value
+
+        cfg = dut.cfg
+        cfg_ring, offered, want_rdata = 0, None, 0
+        for cycle in range(cycles):
+            i = eng.inputs(cycle, offered)
+            drive(dut.work, i["work"])
+            drive(dut.take, int(i["take"]))
+            drive(dut.only_limited, int(i["only_limited"]))
+            drive(dut.debit.valid, int(i["debit"] is not None))
+            if i["debit"] is not None:
+                ctx.set(dut.debit.payload, {"ring": i["debit"][0], "length": i["debit"][1]})
+            c = i["config"]
+            drive(cfg.priority_we, int(c is not None and c.priority is not None))
+            drive(cfg.rate_we, int(c is not None and c.rate is not None))
+            if c is not None:
+                cfg_ring = c.ring
+                drive(cfg.ring, c.ring)
+                drive(cfg.priority, getattr(c.priority, "value", c.priority or 0))
+                drive(cfg.rate, c.rate or 0)
+                if c.rate is not None and not model.sweeping:
+                    seen["rate_since"][c.ring] = cycle
+            last_rdata, want_rdata = want_rdata, model.rate[cfg_ring]
+            want = model.step(**i)
+            _, _, valid, ring, limited, rdata = await ctx.tick().sample(
+                dut.offer_valid, dut.offer.ring, dut.offer.limited, cfg.rate_rdata)
+            got = (ring, bool(limited)) if valid else None
+            offered = ring if valid else None
+            check(cycle, "offer", got, want and (want.ring, want.limited))
+            if cycle > 0:           # the rate of the ring presented in the clock before
+                check(cycle, "rate_rdata", rdata, last_rdata)
+            seen["offers"] += valid
+            seen["max_tokens"] = max(seen["max_tokens"], *model.tokens)
+            if valid and i["take"]:
+                length = eng.taken(cycle, ring)
+                seen["takes"][ring].append((cycle, length, model.rate[ring],
+                                            seen["rate_since"][ring], bool(limited)))
+
+    run(dut, bench)
+    return model, seen
+
+
+@pytest.mark.parametrize("seed, rings, phases, phase_cycles", [
+    (1, 8, 10, 4_000),
+    (2, 64, 10, 4_000),
+])
+def test_random_traffic_against_the_model(seed, rings, phases, phase_cycles):
+    """Constrained-random levels, rates (unlimited, tiny, up to the largest), backlogs, frame
+    lengths, accept/stall patterns, ``only_limited`` stretches, debit latencies and run-time
+    reconfiguration: every clock's offer equals the model's (so every grant does), the rate
+    bound holds over every window of constant rate, and the run covered what it should."""
+    start = time.monotonic()
+    eng = RandomEngine(random.Random(seed), rings, phase_cycles, max_latency=400)
+    model, seen = run_scoreboard(eng, rings, phases * phase_cycles)
+    elapsed = time.monotonic() - start
+    assert seen["mismatches"] == [], seen["mismatches"][:20]
+
+    # the documented bound, on the gateware's takes: a limited ring at a constant rate, from
+    # when takes and debits made before the rate was written can no longer matter
+    settle = eng.max_latency + rings + 8
+    checked = 0
+    for takes in seen["takes"]:
+        segments: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for cycle, length, rate, since, limited in takes:
+            if rate and limited and cycle >= since + settle:
+                segments.setdefault((since, rate), []).append((cycle, length))
+        for (_, rate), seg in segments.items():
+            assert max_window_excess(seg, rate, rings=rings) <= 0, (rate, seg)
+            checked += len(seg)
+
+    s, counts = model.stats, eng.counts
+    limited_rings = {r for r, takes in enumerate(seen["takes"]) if any(t[4] for t in takes)}
+    never_throttled = {r for r in limited_rings if not model.throttled_rings >> r & 1}
+    summary = {"cycles": model.cycle, "seconds": round(elapsed, 1), "offers": seen["offers"],
+               "takes": s["takes"], "limited_takes": s["limited_takes"],
+               "grants": {p.name: n for p, n in model.grants.items()},
+               "rr_wraps": {p.name: n for p, n in model.wraps.items()},
+               "limited_rings": len(limited_rings),
+               "limited_rings_never_throttled": len(never_throttled),
+               "clocks_throttled_by_tokens": s["throttled_tokens"],
+               "clocks_throttled_held": s["throttled_held"],
+               "window_checked_takes": checked, **counts,
+               "debits_lost": s["debits_lost"], "debits_lost_limited": s["debits_lost_limited"],
+               "rate_writes_ignored": s["rate_writes_ignored"]}
+    print(summary)
+    assert all(n > 20 for n in model.grants.values()), summary
+    assert all(n > 0 for n in model.wraps.values()), summary
+    assert len(limited_rings) >= 3 and len(never_throttled) <= len(limited_rings) // 8, summary
+    assert s["throttled_held"] > 0 and s["limited_takes"] > 50, summary
+    assert checked > 30, summary
+    assert counts["cancels"] > 0 and counts["only_limited"] > 0 and counts["prio3"] > 0, summary
+    assert s["rate_writes_ignored"] >= 1, summary
+
+
+def test_reconfiguration_corners_against_the_model():
+    """Corners random traffic seldom reaches, scored clock by clock against the model.
+
+    * A limited ring at the largest rate held for longer than 256 refills: its tokens stop at
+      the ceiling (65536 bytes), which shows in what a 65535-byte debit leaves for the frames
+      after it.
+    * A limited ring made unlimited while its frame is held, taken as unlimited, then limited
+      again: that take released the hold, so it is taken again before any debit is back, and
+      of the debits of its unlimited frames arriving close together only some are charged
+      (the model counts them as ``debits_lost``).
+    """
+    top = (1 << RATE_BITS) - 1
+    ceiling = ScriptedEngine({        # 8 rings: the next take comes before the next refill
+        8: {"config": Config(1, rate=top)},
+        10: {"work": 0b10, "length": 65535, "latency": 2200},
+        20: {"length": 700, "latency": 1},
+    })
+    model, seen = run_scoreboard(ceiling, 8, 2600)
+    assert seen["mismatches"] == [], seen["mismatches"]
+    assert seen["max_tokens"] == 1 << 32
+
+    hold = ScriptedEngine({
+        5: {"config": Config(2, rate=1 << 20)},
+        8: {"work": 0b100, "length": 64, "latency": 300},
+        14: {"config": Config(2, rate=0)},
+        70: {"take": False},
+        80: {"config": Config(2, rate=1 << 20)},
+        90: {"take": True},
+    })
+    model, seen = run_scoreboard(hold, 4, 700)
+    assert seen["mismatches"] == [], seen["mismatches"]
+    first_debit = hold.debited[0][0]
+    limited = [limited for cycle, _, _, _, limited in seen["takes"][2] if cycle < first_debit]
+    assert limited[0] and not limited[1] and limited[-1] and len(limited) > 3
+    assert model.stats["debits_lost_limited"] > 0
