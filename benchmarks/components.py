@@ -5,8 +5,10 @@ Each component is wrapped so that all its inputs come from registers fed by an L
 outputs are registered and folded into one pin: the timing is the component's own,
 register to register, at 125 MHz. Yosys and nextpnr-ecp5 come from YoWASP (PyPI).
 
-    python benchmarks/components.py [--device 25k|45k] [--json benchmarks/results/components.json]
-                                    [--only NAME ...]
+    python benchmarks/components.py [--device 25k|45k|um5g-45k] [--only NAME ...]
+                                    [--json benchmarks/results/components.json] [--keep DIR]
+
+``--keep DIR`` leaves each build (netlist, nextpnr log with the critical paths) in DIR/<n>.
 """
 
 import argparse
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=list(DEVICES), default="25k")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/components.json")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the build directories (nextpnr log, report) under DIR")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="build only the components whose name contains NAME (repeatable)")
     args = parser.parse_args(argv)
@@ -127,9 +131,14 @@ def main(argv=None) -> int:
         parser.error(f"no component matches {args.only}; have: {', '.join(components())}")
     tools = find_toolchain()
     results = []
-    for name, make in selected.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            results.append(build(name, make, args.device, Path(tmp), tools))
+    for k, (name, make) in enumerate(selected.items()):
+        if args.keep:
+            workdir = args.keep / str(k)
+            workdir.mkdir(parents=True, exist_ok=True)
+            results.append(build(name, make, args.device, workdir, tools))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(build(name, make, args.device, Path(tmp), tools))
         r = results[-1]
         print(f"{r['component']:<24} {r['fmax_mhz']:>7.1f} MHz  LUT4 {r['luts']:>5}  "
               f"FF {r['ffs']:>5}  BRAM {r['bram']}  LUTRAM {r['lutram']}  ({r['seconds']} s)",

@@ -55,13 +55,18 @@ ROOM_BEATS = 381 + 24
 
 
 class NicInfo(wiring.Component):
-    """Identification and build parameters, and a scratch register (read latency 2)."""
+    """Identification and build parameters, a scratch register, and the count of register
+    accesses the AXI4-Lite bridge refused (read latency 2).
+
+    ``errors`` takes the bridge's pulses (bit 0 SLVERR: misaligned or partial-strobe access;
+    bit 1 DECERR: no register there), so the host can see bad accesses, not only the
+    initiator that made them."""
 
     read_latency = 2
 
     def __init__(self, *, ports: int, rings: int, vnics: int):
         self._params = ports | rings << 8 | vnics << 20
-        super().__init__({"csr": In(CsrSignature(2))})
+        super().__init__({"csr": In(CsrSignature(3)), "errors": In(2)})
 
     @classmethod
     def block(cls, params: int, name: str = "nic") -> Block:
@@ -76,15 +81,20 @@ class NicInfo(wiring.Component):
                       params >> 8 & 0xFFF),
                 Field("vnics", 20, 12, ro, "VNICs", params >> 20))),
             Register.word("scratch", 3, Access.RW, "read/write, for testing the register path"),
+            Register.word("slverr", 4, Access.WC, "register accesses answered SLVERR: "
+                          "misaligned, or a write with partial strobes (write clears)"),
+            Register.word("decerr", 5, Access.WC, "register accesses answered DECERR: no "
+                          "register at that address (write clears)"),
         ), cls.read_latency)
 
     def elaborate(self, platform):
         m = Module()
         scratch = Signal(32)
+        refused = [Signal(32, name="slverr"), Signal(32, name="decerr")]
         word = Signal(32)
         with m.Switch(self.csr.addr):
             for addr, value in enumerate([C(NIC_ID, 32), C(NIC_VERSION, 32),
-                                          C(self._params, 32), scratch]):
+                                          C(self._params, 32), scratch, *refused]):
                 with m.Case(addr):
                     m.d.sync += word.eq(value)
             with m.Default():
@@ -92,6 +102,11 @@ class NicInfo(wiring.Component):
         m.d.sync += self.csr.r_data.eq(word)
         with m.If(self.csr.w_stb & (self.csr.addr == 3)):
             m.d.sync += scratch.eq(self.csr.w_data)
+        for k, count in enumerate(refused):
+            with m.If(self.csr.w_stb & (self.csr.addr == 4 + k)):
+                m.d.sync += count.eq(0)
+            with m.Elif(self.errors[k]):
+                m.d.sync += count.eq(count + 1)
         return m
 
 
@@ -186,13 +201,16 @@ class NicCore(wiring.Component):
         m.d.comb += merger.room.eq(room)
 
         m.submodules.classifier = cls = self.classifier
-        both = parser.meta.valid & merger.source.valid
+        # Join a frame's headers with its source port. Each side's ready leaves out its own
+        # valid (the stream rules allow ready without valid): the parser's and the merger's
+        # handshake logic then sees the far side only through registered signals, instead of a
+        # round trip across the die (the whole core's critical path at 101 MHz).
         m.d.comb += [
             cls.i.payload.meta.eq(parser.meta.payload),
             cls.i.payload.port.eq(merger.source.payload),
-            cls.i.valid.eq(both),
-            parser.meta.ready.eq(both & cls.i.ready),
-            merger.source.ready.eq(both & cls.i.ready),
+            cls.i.valid.eq(parser.meta.valid & merger.source.valid),
+            parser.meta.ready.eq(merger.source.valid & cls.i.ready),
+            merger.source.ready.eq(parser.meta.valid & cls.i.ready),
         ]
         csr_ports += cls.csr_ports()
 
@@ -229,6 +247,7 @@ class NicCore(wiring.Component):
         m.submodules.bridge = bridge = AxiLiteCsrBridge(regmap, decoder.read_latency)
         wiring.connect(m, wiring.flipped(self.axil), bridge.axil)
         wiring.connect(m, bridge.csr, decoder.bus)
+        m.d.comb += info.errors.eq(bridge.errors)
         for k, c in enumerate(csr_ports):
             wiring.connect(m, decoder.block(k), c)
         return m
