@@ -22,7 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .match import HitCounters, ScannedTable
+from .match import ScannedTable, table_registers
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["IpKey", "LocalIpTable", "local_ip_result_layout", "FAMILY_IPV4", "FAMILY_IPV6"]
@@ -33,7 +33,6 @@ FAMILY_IPV4, FAMILY_IPV6 = 1, 2
 #: Lookup key: family and destination address (IPv4 in bits 31:0, the rest zero).
 IpKey = data.StructLayout({"family": 2, "addr": 128})
 
-CMD_STORE, CMD_LOAD = 1, 2
 _INDEX, _ADDR0, _CTRL, _CMD, _HITS, _MISSES = 0, 1, 5, 6, 7, 8
 
 
@@ -113,62 +112,14 @@ class LocalIpTable(wiring.Component):
             lambda e, key: ((e.family == key.family) & (e.addr == key.addr)
                             & ((key.family == FAMILY_IPV4) | (key.family == FAMILY_IPV6))))
         wiring.connect(m, wiring.flipped(self.result), table.result0)
-        m.d.comb += [table.lookup0.payload.eq(self.lookup.payload),
-                     table.lookup0.valid.eq(self.lookup.valid),
-                     self.lookup.ready.eq(table.lookup0.ready)]
+        wiring.connect(m, wiring.flipped(self.lookup), table.lookup0)
         # Misses count IP lookups only: remember whether the lookup in flight is one.
         is_ip = Signal()
         with m.If(self.lookup.valid & self.lookup.ready):
             m.d.sync += is_ip.eq((self.lookup.payload.family == FAMILY_IPV4)
                                  | (self.lookup.payload.family == FAMILY_IPV6))
-        take, hit = table.count_take, table.count_hit
-
-        m.submodules.hits = hits = HitCounters(n)
-        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(table.count_index)]
-        misses = Signal(32)
-        with m.If(take & ~hit & is_ip):
-            m.d.sync += misses.eq(misses + 1)
-
-        # Registers.
-        csr = self.csr
-        sel = Signal(range(n))
-        stage = Signal(entry)
-        m.d.comb += [hits.read_index.eq(sel), table.w_index.eq(sel), table.w_data.eq(stage),
-                     table.r_index.eq(sel)]
-        with m.If(csr.w_stb):
-            with m.Switch(csr.addr):
-                with m.Case(_INDEX):
-                    m.d.sync += sel.eq(Mux(csr.w_data < n, csr.w_data, sel))
-                for k in range(4):
-                    with m.Case(_ADDR0 + k):
-                        m.d.sync += stage.addr[32 * k:32 * k + 32].eq(csr.w_data)
-                with m.Case(_CTRL):
-                    m.d.sync += [stage.family.eq(csr.w_data[:2]),
-                                 stage.vnic.eq(csr.w_data[8:8 + self._vnic_bits]),
-                                 stage.valid.eq(csr.w_data[31])]
-                with m.Case(_CMD):
-                    with m.If(csr.w_data[:2] == CMD_STORE):
-                        m.d.comb += table.w_en.eq(1)
-                    with m.Elif(csr.w_data[:2] == CMD_LOAD):
-                        m.d.sync += stage.eq(table.r_data)
-                with m.Case(_HITS):
-                    m.d.comb += [hits.clear.eq(1), hits.clear_index.eq(sel)]
-                with m.Case(_MISSES):
-                    m.d.sync += misses.eq(0)
-
-        word = Signal(32)
-        from_ram = Signal()
-        m.d.sync += [word.eq(0), from_ram.eq(csr.addr == _HITS)]
-        with m.Switch(csr.addr):
-            with m.Case(_INDEX):
-                m.d.sync += word.eq(sel)
-            for k in range(4):
-                with m.Case(_ADDR0 + k):
-                    m.d.sync += word.eq(stage.addr[32 * k:32 * k + 32])
-            with m.Case(_CTRL):
-                m.d.sync += word.eq(Cat(stage.family, C(0, 6), stage.vnic,
-                                        C(0, 23 - self._vnic_bits), stage.valid))
-            with m.Case(_MISSES):
-                m.d.sync += word.eq(misses)
-        m.d.sync += csr.r_data.eq(Mux(from_ram, hits.read_data, word))
+        table_registers(m, self.csr, table, entry, lambda stage: {
+            **{_ADDR0 + k: [(0, stage.addr[32 * k:32 * k + 32])] for k in range(4)},
+            _CTRL: [(0, stage.family), (8, stage.vnic), (31, stage.valid)],
+        }, index=_INDEX, cmd=_CMD, hits=_HITS, misses=_MISSES, count_miss=is_ip)
         return m

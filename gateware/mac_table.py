@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .match import HitCounters, ScannedTable
+from .match import CMD_LOAD, CMD_STORE, ScannedTable, table_registers
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["MacKey", "MacTable", "mac_match_layout", "CMD_STORE", "CMD_LOAD"]
@@ -27,8 +27,6 @@ __all__ = ["MacKey", "MacTable", "mac_match_layout", "CMD_STORE", "CMD_LOAD"]
 #: The lookup key: destination MAC in network byte order (first octet in bits 47:40), VLAN ID
 #: (0 for untagged frames).
 MacKey = data.StructLayout({"mac": 48, "vlan": 12})
-
-CMD_STORE, CMD_LOAD = 1, 2
 
 # Register word offsets.
 _INDEX, _MAC_LO, _MAC_HI, _CTRL, _CMD, _HITS, _MISSES = range(7)
@@ -127,57 +125,9 @@ class MacTable(wiring.Component):
             wiring.connect(m, wiring.flipped(self.tx_lookup), table.lookup1)
             wiring.connect(m, table.result1, wiring.flipped(self.tx_result))
 
-        # --- hit counters ------------------------------------------------------------------
-        m.submodules.hits = hits = HitCounters(n)
-        take, hit = table.count_take, table.count_hit
-        m.d.comb += [hits.hit.eq(take & hit), hits.hit_index.eq(table.count_index)]
-        misses = Signal(32)
-        with m.If(take & ~hit):
-            m.d.sync += misses.eq(misses + 1)
-
-        # --- registers ----------------------------------------------------------------------
-        csr = self.csr
-        sel = Signal(range(n))
-        stage = Signal(entry)
-        m.d.comb += [hits.read_index.eq(sel), table.w_index.eq(sel), table.w_data.eq(stage),
-                     table.r_index.eq(sel)]
-        with m.If(csr.w_stb):
-            with m.Switch(csr.addr):
-                with m.Case(_INDEX):
-                    m.d.sync += sel.eq(Mux(csr.w_data < n, csr.w_data, sel))
-                with m.Case(_MAC_LO):
-                    m.d.sync += stage.mac[:32].eq(csr.w_data)
-                with m.Case(_MAC_HI):
-                    m.d.sync += stage.mac[32:].eq(csr.w_data[:16])
-                with m.Case(_CTRL):
-                    m.d.sync += [stage.vlan.eq(csr.w_data[:12]),
-                                 stage.vnic.eq(csr.w_data[16:16 + self._vnic_bits]),
-                                 stage.valid.eq(csr.w_data[31])]
-                with m.Case(_CMD):
-                    with m.If(csr.w_data[:2] == CMD_STORE):
-                        m.d.comb += table.w_en.eq(1)
-                    with m.Elif(csr.w_data[:2] == CMD_LOAD):
-                        m.d.sync += stage.eq(table.r_data)
-                with m.Case(_HITS):
-                    m.d.comb += [hits.clear.eq(1), hits.clear_index.eq(sel)]
-                with m.Case(_MISSES):
-                    m.d.sync += misses.eq(0)
-
-        # Reads: the word is chosen in the first clock (the hit RAM answers in the second).
-        word = Signal(32)
-        from_ram = Signal()
-        m.d.sync += [word.eq(0), from_ram.eq(csr.addr == _HITS)]
-        with m.Switch(csr.addr):
-            with m.Case(_INDEX):
-                m.d.sync += word.eq(sel)
-            with m.Case(_MAC_LO):
-                m.d.sync += word.eq(stage.mac[:32])
-            with m.Case(_MAC_HI):
-                m.d.sync += word.eq(stage.mac[32:])
-            with m.Case(_CTRL):
-                m.d.sync += word.eq(Cat(stage.vlan, C(0, 4), stage.vnic,
-                                        C(0, 15 - self._vnic_bits), stage.valid))
-            with m.Case(_MISSES):
-                m.d.sync += word.eq(misses)
-        m.d.sync += csr.r_data.eq(Mux(from_ram, hits.read_data, word))
+        table_registers(m, self.csr, table, entry, lambda stage: {
+            _MAC_LO: [(0, stage.mac[:32])],
+            _MAC_HI: [(0, stage.mac[32:])],
+            _CTRL: [(0, stage.vlan), (16, stage.vnic), (31, stage.valid)],
+        }, index=_INDEX, cmd=_CMD, hits=_HITS, misses=_MISSES, count_miss=C(1))
         return m

@@ -6,7 +6,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["lowest_match", "HitCounters", "ScannedTable"]
+__all__ = ["lowest_match", "HitCounters", "ScannedTable", "table_registers", "CMD_STORE",
+           "CMD_LOAD"]
+
+#: ``cmd`` register values of the scanned tables.
+CMD_STORE, CMD_LOAD = 1, 2
 
 
 def lowest_match(items: list[tuple[Value, ...]]) -> tuple[Value, ...]:
@@ -144,6 +148,10 @@ class ScannedTable(wiring.Component):
         super().__init__(members)
 
     @property
+    def entries(self) -> int:
+        return self._entries
+
+    @property
     def steps(self) -> int:
         """Clocks one lookup spends reading the RAM."""
         return self._entries // self._lanes
@@ -225,3 +233,55 @@ class ScannedTable(wiring.Component):
         with m.If(take):
             m.d.sync += [result.valid.eq(0), busy.eq(0)]
         return take, result.payload.hit, result.payload.index
+
+
+def table_registers(m: Module, csr, table: ScannedTable, entry: data.Layout, words,
+                    *, index: int, cmd: int, hits: int, misses: int, count_miss: Value) -> None:
+    """The register side of a :class:`ScannedTable`: ``index``, staging words, ``cmd`` (1 store
+    staging -> entry[index], 2 load entry[index] -> staging), ``hits`` of entry[index] and
+    ``misses`` (a write clears either), read latency 2.
+
+    ``words(stage)`` maps each staging word's offset to ``[(bit, slice of stage), ...]``.
+    ``count_miss`` qualifies which completed lookups that missed are counted.
+    """
+    n = table.entries
+    sel = Signal(range(n))
+    stage = Signal(entry)
+    layout = words(stage)
+    m.submodules.hits = counts = HitCounters(n)
+    take, hit = table.count_take, table.count_hit
+    miss_count = Signal(32)
+    m.d.comb += [counts.hit.eq(take & hit), counts.hit_index.eq(table.count_index),
+                 counts.read_index.eq(sel), table.w_index.eq(sel), table.w_data.eq(stage),
+                 table.r_index.eq(sel)]
+    with m.If(csr.w_stb & (csr.addr == misses)):
+        m.d.sync += miss_count.eq(0)
+    with m.Elif(take & ~hit & count_miss):
+        m.d.sync += miss_count.eq(miss_count + 1)
+    with m.If(csr.w_stb):
+        with m.Switch(csr.addr):
+            with m.Case(index):
+                m.d.sync += sel.eq(Mux(csr.w_data < n, csr.w_data, sel))
+            with m.Case(cmd):
+                with m.If(csr.w_data[:2] == CMD_STORE):
+                    m.d.comb += table.w_en.eq(1)
+                with m.Elif(csr.w_data[:2] == CMD_LOAD):
+                    m.d.sync += stage.eq(table.r_data)
+            with m.Case(hits):
+                m.d.comb += [counts.clear.eq(1), counts.clear_index.eq(sel)]
+            for offset, parts in layout.items():
+                with m.Case(offset):
+                    m.d.sync += [v.eq(csr.w_data[bit:bit + len(v)]) for bit, v in parts]
+    # Reads: the word is chosen in the first clock (the hit RAM answers in the second).
+    word = Signal(32)
+    from_ram = Signal()
+    m.d.sync += [word.eq(0), from_ram.eq(csr.addr == hits)]
+    with m.Switch(csr.addr):
+        with m.Case(index):
+            m.d.sync += word.eq(sel)
+        with m.Case(misses):
+            m.d.sync += word.eq(miss_count)
+        for offset, parts in layout.items():
+            with m.Case(offset):
+                m.d.sync += [word[bit:bit + len(v)].eq(v) for bit, v in parts]
+    m.d.sync += csr.r_data.eq(Mux(from_ram, counts.read_data, word))
