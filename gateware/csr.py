@@ -118,8 +118,11 @@ class CounterBank(wiring.Component):
         m = Module()
         n = len(self._counters)
         width = max(c.width for c in self._counters)
-        m.submodules.counts = counts = Memory(shape=width, depth=n, init=[])
-        sweep_r = counts.read_port(domain="comb")      # distributed RAM, read as addressed
+        # The sweep reads a word one clock before it writes it back, so it goes round at least
+        # two words (a one-counter bank has a spare one).
+        period = max(n, 2)
+        m.submodules.counts = counts = Memory(shape=width, depth=period, init=[])
+        sweep_r = counts.read_port(transparent_for=())
         ram_w = counts.write_port()
         csr_r = counts.read_port(transparent_for=())   # the value before this clock's write
 
@@ -128,41 +131,52 @@ class CounterBank(wiring.Component):
         clearing = Signal()                            # a clear takes the write port
         m.d.comb += clearing.eq(self.csr.w_stb & ~want_hi & (index < n))
 
+        # The sweep, in two registered steps so that no path holds the choice among the pending
+        # registers, the RAM's read or the wide adder together: step 0 moves pending[ptr] into
+        # `moving` and reads RAM[ptr]; step 1 writes RAM[moving_k] := that word + `moving`.
+        # A clear takes the RAM's write port for its clock (RAM[index] := 0, pending[index] :=
+        # 0, a move of that counter is dropped) and both steps wait.
         # A counter collects at most n clocks of increments before the sweep comes back
-        # (``2 ** inc_width - 1`` each); one spare bit covers the clocks a clear delays it
-        # (a register write takes several clocks, so clears never come back to back).
-        ptr = Signal(range(n))
-        with m.If(~clearing):
-            m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
-        pending = []
-        for k, c in enumerate(self._counters):
-            p = Signal(c.inc_width + n.bit_length() + 1, name=f"pending_{c.name}")
+        # (``2 ** inc_width - 1`` each); one spare bit covers the clocks clears delay it (a
+        # register write takes several clocks, so clears never come back to back).
+        ptr = Signal(range(period))
+        pending = [Signal(c.inc_width + n.bit_length() + 1, name=f"pending_{c.name}")
+                   for c in self._counters]
+        moving = Signal(max(len(p) for p in pending))
+        moving_k = Signal(range(period))
+        moving_valid = Signal()
+        with m.If(clearing):
+            m.d.comb += [ram_w.addr.eq(index), ram_w.data.eq(0), ram_w.en.eq(1)]
+            with m.If(moving_k == index):
+                m.d.sync += moving_valid.eq(0)
+        with m.Else():
+            m.d.sync += [ptr.eq(Mux(ptr == period - 1, 0, ptr + 1)),
+                         moving.eq(Array(pending)[ptr]), moving_k.eq(ptr),
+                         moving_valid.eq(ptr < n)]
+            m.d.comb += [ram_w.addr.eq(moving_k), ram_w.data.eq(sweep_r.data + moving),
+                         ram_w.en.eq(moving_valid)]
+        m.d.comb += [sweep_r.addr.eq(ptr), sweep_r.en.eq(~clearing)]
+        for k, (c, p) in enumerate(zip(self._counters, pending, strict=True)):
             inc = getattr(self.inc, c.name)
             with m.If(clearing & (index == k)):        # the clear wins over this clock's inc
                 m.d.sync += p.eq(0)
-            with m.Elif(~clearing & (ptr == k)):       # moved into the RAM this clock
+            with m.Elif(~clearing & (ptr == k)):       # moved into `moving` this clock
                 m.d.sync += p.eq(inc)
             with m.Else():
                 m.d.sync += p.eq(p + inc)
-            pending.append(p)
-
-        # The sweep: RAM[ptr] += pending[ptr]; a clear writes RAM[index] := 0 instead.
-        m.d.comb += [
-            sweep_r.addr.eq(ptr), ram_w.en.eq(1),
-            ram_w.addr.eq(Mux(clearing, index, ptr)),
-            ram_w.data.eq(Mux(clearing, 0, sweep_r.data + Array(pending)[ptr])),
-        ]
 
         # Reads take two clocks. The first takes a snapshot of the addressed counter (its RAM
-        # word and pending amount, both from before this clock's edge); the second adds them up
-        # and picks the low word, the high latch or zero. A low-word read with ``r_stb``
+        # word, its pending amount plus the amount on its way into the RAM, all from before
+        # this clock's edge); the second adds them up and picks the low word, the high latch or
+        # zero. A low-word read with ``r_stb``
         # latches the high word of the same sum. ``r_data`` follows ``addr`` every cycle, so
         # ``r_stb`` stays out of the multiplexer's timing path.
         m.d.comb += csr_r.addr.eq(index)
-        snap_p = Signal(max(len(p) for p in pending))
+        snap_p = Signal(len(moving) + 1)
         snap_ok, snap_hi, snap_latch, snap_has_hi = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [
-            snap_p.eq(Array(pending)[index]),
+            snap_p.eq(Array(pending)[index]
+                      + Mux(moving_valid & (moving_k == index), moving, 0)),
             snap_ok.eq(index < n),
             snap_hi.eq(want_hi),
             snap_latch.eq(self.csr.r_stb & ~want_hi),

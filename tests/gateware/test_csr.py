@@ -58,12 +58,20 @@ def test_duplicate_names_rejected():
         CounterBank([Counter("a", "a"), Counter("a", "b")])
 
 
-def test_random_increments_clears_and_reads_match_a_model():
+BANKS = {
+    "four": [Counter("a", "a"), Counter("b", "b", width=64, inc_width=16),
+             Counter("c", "c", width=20, inc_width=4), Counter("d", "d", width=32)],
+    "one": [Counter("b", "b", width=64, inc_width=16)],
+    "two": [Counter("a", "a", width=40, inc_width=3), Counter("d", "d", width=32)],
+}
+
+
+@pytest.mark.parametrize("bank", list(BANKS))
+def test_random_increments_clears_and_reads_match_a_model(bank):
     """The RAM-backed bank against plain Python counters: increments every clock, clears and
-    reads at random moments (including a clear of the counter the sweep is visiting)."""
+    reads at random moments (including a clear of the counter the sweep is moving)."""
     import random
-    counters = [Counter("a", "a"), Counter("b", "b", width=64, inc_width=16),
-                Counter("c", "c", width=20, inc_width=4), Counter("d", "d", width=32)]
+    counters = BANKS[bank]
     dut = CounterBank(counters)
     rng = random.Random(7)
 
