@@ -4,7 +4,7 @@
 
 ::
 
-    gmii --> MacRx --> StreamWidener(1, width) --> AsyncFIFO --> PacketFifo --> o
+    gmii --> MacRx --> StreamWidener(1, width) --> AsyncFIFOBuffered --> PacketFifo --> o
              (rx)      (rx)                        (rx->sync)    (sync)
                |status --------------------------> AsyncFIFO --\\
                |false_carrier ---------------> PulseSynchronizer -> CounterBank --> csr
@@ -18,7 +18,7 @@ clock), so the MAC's overflow cannot happen here; a full packet buffer drops who
 from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.cdc import FFSynchronizer, PulseSynchronizer
-from amaranth.lib.fifo import AsyncFIFO
+from amaranth.lib.fifo import AsyncFIFO, AsyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .csr import Counter, CounterBank, CounterRegister, CsrSignature
@@ -140,8 +140,10 @@ class RxPort(wiring.Component):
         # --- frames rx -> sync ------------------------------------------------------------------
         # The widener offers at most one beat per `width` rx clocks (per rx clock for width 1)
         # and the sync side takes one per clock, so a few entries are plenty.
-        beats = m.submodules.beat_cdc = AsyncFIFO(
-            width=packet_layout(width).size, depth=16, w_domain="rx", r_domain="sync")
+        # Buffered: `r_rdy` comes from a register, not from comparing the synchronized
+        # pointers, so the packet buffer's admission logic starts a clock path of its own.
+        beats = m.submodules.beat_cdc = AsyncFIFOBuffered(
+            width=packet_layout(width).size, depth=17, w_domain="rx", r_domain="sync")
         m.d.comb += [
             beats.w_data.eq(widen.o.payload),
             beats.w_en.eq(widen.o.valid),

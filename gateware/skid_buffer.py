@@ -39,10 +39,16 @@ class SkidBuffer(wiring.Component):
             self.o.valid.eq(full.bit_select(rd, 1)),
             self.o.payload.eq(Mux(rd, entries[1], entries[0])),
         ]
+        # An empty entry loads the input every clock, valid or not (nobody looks at it until
+        # it is marked full): its clock enable then comes from registers alone, not from the
+        # source's `valid` logic, which may be long and must not drive a wide enable net.
+        for n, entry in enumerate(entries):
+            with m.If((wr == n) & ~full[n]):
+                m.d.sync += entry.eq(self.i.payload)
         with m.If(self.i.valid & self.i.ready):
-            for n, entry in enumerate(entries):
+            for n in range(2):
                 with m.If(wr == n):
-                    m.d.sync += [entry.eq(self.i.payload), full[n].eq(1)]
+                    m.d.sync += full[n].eq(1)
             m.d.sync += wr.eq(~wr)
         with m.If(self.o.valid & self.o.ready):
             for n in range(2):
