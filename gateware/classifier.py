@@ -229,9 +229,12 @@ class Classifier(wiring.Component):
         # --- 2. join: VNIC decision (registered), then the VNIC's settings ---------------
         # s2 holds a frame whose VNIC is known (the VNIC table read is in flight); s3 holds it
         # with the settings, and hands it to the flow table and the second context FIFO.
+        # s2 is loaded only when empty, so the lookups' `ready` does not wait on the flow
+        # table's through two stages (a path across the die); the bubble this costs is nothing
+        # beside the 18-clock lookups.
         s2_valid, s3_valid = Signal(), Signal()
         s3_free = Signal()
-        s2_free = ~s2_valid | s3_free
+        s2_free = ~s2_valid
         join = ctx_fifo.r_rdy & mac.result.valid & lip.result.valid
         take = join & s2_free
         m.d.comb += [mac.result.ready.eq(take), lip.result.ready.eq(take),
@@ -256,10 +259,10 @@ class Classifier(wiring.Component):
         m.d.comb += d1.local.eq(lip.result.payload.hit & ~d1.flood
                                 & (lip.result.payload.vnic == d1.vnic))
         c2, d2 = Signal(ctx_layout), Signal(decide)
-        with m.If(s2_free):
-            m.d.sync += s2_valid.eq(take)
-            with m.If(take):
-                m.d.sync += [c2.eq(c1), d2.eq(d1)]
+        with m.If(take):
+            m.d.sync += [s2_valid.eq(1), c2.eq(c1), d2.eq(d1)]
+        with m.Elif(s2_valid & s3_free):
+            m.d.sync += s2_valid.eq(0)
         # The VNIC table answers one clock after the read: read it as s2 is loaded, and keep
         # its output while s2 waits.
         m.d.comb += [vt.read_addr.eq(d1.vnic), vt.read_en.eq(take)]

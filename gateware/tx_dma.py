@@ -628,9 +628,20 @@ class TxDmaEngine(wiring.Component):
         ev = Signal(cnt_ev_layout)
         m.d.comb += [ev.ring.eq(fr.ring), ev.ok.eq(done_ok), ev.length.eq(fr.length),
                      cnt_ev.w_data.eq(ev)]
+        # The head moves a clock after the frame is done: `done` is a long function of the
+        # data path, and `head` is a RAM that may sit far away. Nothing reads the new head
+        # sooner (the write-back stage sees `wb_due` a clock later and reads two clocks after
+        # that; a ring reset waits for the write-back).
+        head_pend = Signal()
+        head_pend_ring = Signal(rb)
+        head_pend_value = Signal(16)
+        m.d.sync += head_pend.eq(done)
         with m.If(done):
-            m.d.comb += [frames.r_en.eq(1), cnt_ev.w_en.eq(1), inflight_dec.eq(1),
-                         head_w.addr.eq(fr.ring), head_w.data.eq(fr.index + 1), head_w.en.eq(1)]
+            m.d.comb += [frames.r_en.eq(1), cnt_ev.w_en.eq(1), inflight_dec.eq(1)]
+            m.d.sync += [head_pend_ring.eq(fr.ring), head_pend_value.eq(fr.index + 1)]
+        with m.If(head_pend):
+            m.d.comb += [head_w.addr.eq(head_pend_ring), head_w.data.eq(head_pend_value),
+                         head_w.en.eq(1)]
         with m.If(claim_reset):
             m.d.comb += [head_w.addr.eq(reset_ring), head_w.data.eq(0), head_w.en.eq(1)]
         with m.If(~ready):
