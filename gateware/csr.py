@@ -81,7 +81,7 @@ class CounterBank(wiring.Component):
     pending amount into the RAM (a clear takes that clock to write a zero instead). A read
     returns RAM + pending, so it is exact to the clock. This costs one wide adder per bank
     instead of one per counter (a 64-bit counter in registers is
-    64 flip-flops and 32 carry cells; the card has about a hundred of them).
+    64 flip-flops and 32 carry cells; the card has 65 of them).
 
     Parameters
     ----------
