@@ -22,7 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .match import ScannedTable, table_registers
+from .match import ScannedTable, scan_latency, table_registers
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["IpKey", "LocalIpTable", "local_ip_result_layout", "FAMILY_IPV4", "FAMILY_IPV6"]
@@ -34,6 +34,10 @@ FAMILY_IPV4, FAMILY_IPV6 = 1, 2
 IpKey = data.StructLayout({"family": 2, "addr": 128})
 
 _INDEX, _ADDR0, _CTRL, _CMD, _HITS, _MISSES = 0, 1, 5, 6, 7, 8
+
+
+def _is_ip(family: Value) -> Value:
+    return (family == FAMILY_IPV4) | (family == FAMILY_IPV6)
 
 
 def local_ip_result_layout(entries: int, vnic_bits: int) -> data.StructLayout:
@@ -76,7 +80,7 @@ class LocalIpTable(wiring.Component):
     @property
     def latency(self) -> int:
         """Clocks from a lookup's acceptance to its result."""
-        return self._entries // self._lanes + 2
+        return scan_latency(self._entries, self._lanes)
 
     def block(self, name: str = "local_ip") -> Block:
         rw = Access.RW
@@ -109,15 +113,13 @@ class LocalIpTable(wiring.Component):
         # A key of another family, or of none (not IP), never matches.
         m.submodules.table = table = ScannedTable(
             n, self._lanes, entry, IpKey,
-            lambda e, key: ((e.family == key.family) & (e.addr == key.addr)
-                            & ((key.family == FAMILY_IPV4) | (key.family == FAMILY_IPV6))))
+            lambda e, key: (e.family == key.family) & (e.addr == key.addr) & _is_ip(key.family))
         wiring.connect(m, wiring.flipped(self.result), table.result0)
         wiring.connect(m, wiring.flipped(self.lookup), table.lookup0)
         # Misses count IP lookups only: remember whether the lookup in flight is one.
         is_ip = Signal()
         with m.If(self.lookup.valid & self.lookup.ready):
-            m.d.sync += is_ip.eq((self.lookup.payload.family == FAMILY_IPV4)
-                                 | (self.lookup.payload.family == FAMILY_IPV6))
+            m.d.sync += is_ip.eq(_is_ip(self.lookup.payload.family))
         table_registers(m, self.csr, table, entry, lambda stage: {
             **{_ADDR0 + k: [(0, stage.addr[32 * k:32 * k + 32])] for k in range(4)},
             _CTRL: [(0, stage.family), (8, stage.vnic), (31, stage.valid)],

@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .match import CMD_LOAD, CMD_STORE, ScannedTable, table_registers
+from .match import CMD_LOAD, CMD_STORE, ScannedTable, scan_latency, table_registers
 from .regmap import Access, Block, Field, Register
 
 __all__ = ["MacKey", "MacTable", "mac_match_layout", "CMD_STORE", "CMD_LOAD"]
@@ -87,7 +87,7 @@ class MacTable(wiring.Component):
     @property
     def latency(self) -> int:
         """Clocks from a lookup's acceptance to its result (and between two lookups, +1)."""
-        return self._entries // self._lanes + 2
+        return scan_latency(self._entries, self._lanes)
 
     def block(self, name: str = "mac_table") -> Block:
         """The register block, for the register map."""

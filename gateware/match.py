@@ -6,8 +6,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["lowest_match", "HitCounters", "ScannedTable", "table_registers", "CMD_STORE",
-           "CMD_LOAD"]
+__all__ = ["lowest_match", "HitCounters", "ScannedTable", "scan_latency", "table_registers",
+           "CMD_STORE", "CMD_LOAD"]
 
 #: ``cmd`` register values of the scanned tables.
 CMD_STORE, CMD_LOAD = 1, 2
@@ -90,6 +90,12 @@ class HitCounters(wiring.Component):
             with m.If(~self.clear):
                 m.d.sync += pending.eq(0)
         return m
+
+
+def scan_latency(entries: int, lanes: int) -> int:
+    """Clocks from a :class:`ScannedTable` lookup's acceptance to its result: one RAM read per
+    row, then the lanes' verdicts and the result register."""
+    return entries // lanes + 2
 
 
 class ScannedTable(wiring.Component):
