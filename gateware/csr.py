@@ -136,11 +136,11 @@ class CounterBank(wiring.Component):
         # `moving` and reads RAM[ptr]; step 1 writes RAM[moving_k] := that word + `moving`.
         # A clear takes the RAM's write port for its clock (RAM[index] := 0, pending[index] :=
         # 0, a move of that counter is dropped) and both steps wait.
-        # A counter collects at most n clocks of increments before the sweep comes back
+        # A counter collects at most `period` clocks of increments before the sweep comes back
         # (``2 ** inc_width - 1`` each); one spare bit covers the clocks clears delay it (a
         # register write takes several clocks, so clears never come back to back).
         ptr = Signal(range(period))
-        pending = [Signal(c.inc_width + n.bit_length() + 1, name=f"pending_{c.name}")
+        pending = [Signal(c.inc_width + period.bit_length() + 1, name=f"pending_{c.name}")
                    for c in self._counters]
         moving = Signal(max(len(p) for p in pending))
         moving_k = Signal(range(period))
@@ -168,9 +168,8 @@ class CounterBank(wiring.Component):
         # Reads take two clocks. The first takes a snapshot of the addressed counter (its RAM
         # word, its pending amount plus the amount on its way into the RAM, all from before
         # this clock's edge); the second adds them up and picks the low word, the high latch or
-        # zero. A low-word read with ``r_stb``
-        # latches the high word of the same sum. ``r_data`` follows ``addr`` every cycle, so
-        # ``r_stb`` stays out of the multiplexer's timing path.
+        # zero. A low-word read with ``r_stb`` latches the high word of the same sum. ``r_data``
+        # follows ``addr`` every cycle, so ``r_stb`` stays out of the multiplexer's timing path.
         m.d.comb += csr_r.addr.eq(index)
         snap_p = Signal(len(moving) + 1)
         snap_ok, snap_hi, snap_latch, snap_has_hi = Signal(), Signal(), Signal(), Signal()
