@@ -195,23 +195,23 @@ async def ring_full(dut):
     watched = (region(full), spare)                # all ring 0 has in host memory
     other_frames = 0
 
-    async def service_other(expected: list[bytes]) -> None:
+    async def both_ports(to_full: int, to_other: int) -> list[bytes]:
+        """Frames for ring 0 on port 0 and for ring 1 on port 1; ring 1 is serviced. Returns
+        the frames sent to ring 0."""
         nonlocal other_frames
-        other_frames += await service(card, other, expected, port=1, vnic=1)
+        sent = await send.batch(0, VNIC_MAC[0], to_full)
+        o = await send.batch(1, VNIC_MAC[1], to_other)
+        await send.settle()
+        other_frames += await service(card, other, o, port=1, vnic=1)
+        return sent
 
     # 1. fill ring 0
-    first = await send.batch(0, VNIC_MAC[0], 8)
-    o = await send.batch(1, VNIC_MAC[1], 5)
-    await send.settle()
-    await service_other(o)
+    first = await both_ports(8, 5)
     assert await card.read("rx_ring[0].cpl_head") == 8
     before = snapshot(card, *watched)
 
     # 2. nothing consumed, nothing reposted
-    await send.batch(0, VNIC_MAC[0], 4)
-    o = await send.batch(1, VNIC_MAC[1], 5)
-    await send.settle()
-    await service_other(o)
+    await both_ports(4, 5)
     assert snapshot(card, *watched) == before, "a dropped frame reached memory"
     assert await drop_counters(card) == only(NO_DESCRIPTOR=4)
     assert await card.read("rx_ring[0].drops") == 4
@@ -224,10 +224,7 @@ async def ring_full(dut):
     await card.apply(full.post(card.ram.write))
     assert full.desc_tail == 16
     before = snapshot(card, *watched)
-    await send.batch(0, VNIC_MAC[0], 6)
-    o = await send.batch(1, VNIC_MAC[1], 6)
-    await send.settle()
-    await service_other(o)
+    await both_ports(6, 6)
     assert snapshot(card, *watched) == before, "a dropped frame reached memory"
     assert await drop_counters(card) == only(NO_DESCRIPTOR=4, COMPLETION_FULL=6)
     assert await card.read("rx_ring[0].drops") == 10
@@ -236,10 +233,7 @@ async def ring_full(dut):
 
     # 4. the host catches up: delivery resumes, into the spare buffers, second pass
     await card.apply(doorbell)
-    later = await send.batch(0, VNIC_MAC[0], 5)
-    o = await send.batch(1, VNIC_MAC[1], 3)
-    await send.settle()
-    await service_other(o)
+    later = await both_ports(5, 3)
     done, _ = full.poll(card.ram.read)
     check_delivered(card, done, full, later, port=0, vnic=0)
     assert all(c["phase"] == 0 for c, _ in done)
