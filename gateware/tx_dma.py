@@ -329,6 +329,7 @@ class TxDmaEngine(wiring.Component):
         # --- the jobs between the stages --------------------------------------------------
         meta_layout = data.StructLayout({
             "ring": rb, "index": 16, "vnic": 8, "port": 2, "priority": 2,
+            "limited": 1,               # the scheduler's offer said so: its debit says so too
         })
         job_layout = data.StructLayout({"meta": meta_layout, "desc_addr": aw_bits})
         m.submodules.claimed = claimed = SyncFIFOBuffered(width=job_layout.size, depth=nfl)
@@ -357,14 +358,18 @@ class TxDmaEngine(wiring.Component):
         dec_debit = Signal()
         dec_debit_ring = Signal(rb)
         dec_debit_len = Signal(16)
+        dec_debit_limited = Signal()
         cancel = Signal()
         cancel_ring = Signal(rb)
+        cancel_limited = Signal()
         with m.If(dec_debit):
             m.d.comb += [sched.debit.valid.eq(1), sched.debit.payload.ring.eq(dec_debit_ring),
-                         sched.debit.payload.length.eq(dec_debit_len)]
+                         sched.debit.payload.length.eq(dec_debit_len),
+                         sched.debit.payload.limited.eq(dec_debit_limited)]
         with m.Elif(cancel):
             m.d.comb += [sched.debit.valid.eq(1), sched.debit.payload.ring.eq(cancel_ring),
-                         sched.debit.payload.length.eq(0)]
+                         sched.debit.payload.length.eq(0),
+                         sched.debit.payload.limited.eq(cancel_limited)]
 
         # --- A: claim ------------------------------------------------------------------------
         a_ring = Signal(rb)
@@ -402,7 +407,7 @@ class TxDmaEngine(wiring.Component):
                         m.d.sync += reset_ring.eq(reset_ring + 1)
                 with m.Elif(take):
                     m.d.comb += [sched.take.eq(1), inflight_inc.eq(1)]
-                    m.d.sync += a_ring.eq(offer.ring)
+                    m.d.sync += [a_ring.eq(offer.ring), a_job.meta.limited.eq(offer.limited)]
                     m.next = "READ0"
             for n in range(len(order)):
                 # cfg word order[n] is addressed in READn and arrives in the next state
@@ -448,7 +453,8 @@ class TxDmaEngine(wiring.Component):
                 m.d.comb += [pend_we.eq(a_more), pend_ring.eq(a_ring), pend_value.eq(1)]
                 m.next = "IDLE"
             with m.State("CANCEL"):
-                m.d.comb += [cancel.eq(1), cancel_ring.eq(a_ring)]
+                m.d.comb += [cancel.eq(1), cancel_ring.eq(a_ring),
+                             cancel_limited.eq(a_job.meta.limited)]
                 with m.If(~dec_debit):
                     m.d.comb += cancel_dec.eq(1)
                     m.next = "IDLE"
@@ -560,6 +566,7 @@ class TxDmaEngine(wiring.Component):
                         decoded.w_en.eq(1), desc_wait.r_en.eq(1), tags.r_en.eq(1),
                         dec_debit.eq(1), dec_debit_ring.eq(wait_job.ring),
                         dec_debit_len.eq(Mux(bad, 0, desc_now.length)),
+                        dec_debit_limited.eq(wait_job.limited),
                     ]
 
         # --- R: frame data, realigned to the buffer's byte offset ----------------------------

@@ -19,10 +19,14 @@ Decision rules (all rings at once, one decision at a time):
 * ``only_limited``: while the engine has only its reserved slot left it asks for rate-limited
   rings only, so a ring waiting on its rate is taken as soon as its tokens allow.
 * Every offer taken must be answered by exactly one ``debit`` (the frame's length in bytes, or
-  0 when the engine found nothing to send), which is what the rate limit charges.
+  0 when the engine found nothing to send, and the offer's ``limited`` bit), which is what the
+  rate limit charges. Debits wait one per ring for the walker: a second one arriving before
+  the walker read the first replaces its length (possible only with several frames of a ring
+  outstanding, i.e. frames taken while it was unlimited); releases are never lost.
 
 Rate limit (``maxbw``): a token bucket per ring, refilled by a walker that visits one ring per
-clock, so every ring is refilled once every ``rings`` clocks.
+clock, so every ring is refilled once every ``rings`` clocks (a visit samples the ring in one
+clock and writes its bucket back three clocks later).
 
 * Token unit: 2**-16 byte. The rate register (24 bits) is the number of tokens added per visit;
   0 means unlimited. Rate = ``reg * 8 * f_clk / (rings * 2**16)`` bit/s: at 125 MHz with 64
@@ -30,6 +34,8 @@ clock, so every ring is refilled once every ``rings`` clocks.
   3.99999976 Gb/s (the 32-bit core datapath's 4 Gb/s). :func:`rate_register` converts.
 * A limited ring is a candidate only when its tokens are >= 0 and it has no frame *held*: it is
   held from its take until the walker has charged the frame's debit (one frame at a time).
+  Only a debit of a limited take ends a hold: when a ring becomes limited with frames taken
+  before still on their way, their debits are charged but do not let a second frame out.
 * Bucket depth is one refill step: after a visit of a ring that is not held its tokens are
   capped at its rate value (so a ring that crossed 0 keeps the remainder of that step, and an
   idle eligible ring saves nothing up). While held they are not capped (they keep what accrues
@@ -55,7 +61,7 @@ pipeline restarts from the state after it: one take every 5 clocks at most.
 
 State: rates, tokens and pending debits are block memories indexed by ring (one writer each:
 the configuration port, the walker, the debit port); per ring only a few flag bits are
-flip-flops (level one-hot, limited, held, tokens >= 0, debit due).
+flip-flops (level one-hot, limited, held, tokens >= 0, debit due, debit ends a hold).
 """
 
 from amaranth import *
@@ -108,8 +114,9 @@ def offer_layout(rings: int) -> data.StructLayout:
 
 
 def debit_layout(rings: int) -> data.StructLayout:
-    """What the engine reports for each grant: the ring and the bytes it sent (0: nothing)."""
-    return data.StructLayout({"ring": range(rings), "length": 16})
+    """What the engine reports for each grant: the ring, the bytes it sent (0: nothing) and
+    the ``limited`` bit of the offer it took (only such a debit ends a hold)."""
+    return data.StructLayout({"ring": range(rings), "length": 16, "limited": 1})
 
 
 class SchedulerConfigSignature(wiring.Signature):
@@ -185,6 +192,7 @@ class TxScheduler(wiring.Component):
         held = Signal(n)                      # granted, debit not charged yet
         ok = Signal(n, init=ones)             # tokens >= 0
         due = Signal(n)                       # a debit waits in `debts`
+        due_limited = Signal(n)               # ... and one of those ends a hold
 
         # --- memories ------------------------------------------------------------------------
         m.submodules.rates = rates = Memory(shape=RATE_BITS, depth=n, init=[])
@@ -206,25 +214,41 @@ class TxScheduler(wiring.Component):
         w = Signal(range(n))
         m.d.sync += w.eq(w + 1)               # n is a power of two: wraps by itself
         m.d.comb += [tok_r.addr.eq(w), rate_r.addr.eq(w), debt_r.addr.eq(w)]
-        # stage 1: memories answer for ring s1_w; flags sampled in the same clock as the read
+        # stage 1: memories answer for ring s1_w; flags sampled in the same clock as the read.
+        # Their outputs are registered before any arithmetic (block-RAM clock-to-out and the
+        # route out of it take most of a 125 MHz clock by themselves).
         s1_w = Signal(range(n))
-        s1_due, s1_held = Signal(), Signal()
+        s1_due, s1_release, s1_held = Signal(), Signal(), Signal()
         m.d.sync += [s1_w.eq(w), s1_due.eq(due.bit_select(w, 1)),
+                     s1_release.eq(due_limited.bit_select(w, 1)),
                      s1_held.eq(held.bit_select(w, 1))]
+        # the visit owns the debit it read from here on (a debit arriving now waits for the
+        # next visit), so no debit and no release is lost between the read and the update
+        sampled = due.bit_select(w, 1)
+        with m.If(sampled):
+            m.d.sync += [due.bit_select(w, 1).eq(0), due_limited.bit_select(w, 1).eq(0)]
+        r_w = Signal(range(n))
+        r_due, r_release, r_held = Signal(), Signal(), Signal()
+        r_tokens = Signal(signed(_TOKEN_BITS))
+        r_rate = Signal(RATE_BITS)
+        r_debt = Signal(16)
+        m.d.sync += [r_w.eq(s1_w), r_due.eq(s1_due), r_release.eq(s1_release),
+                     r_held.eq(s1_held),
+                     r_tokens.eq(tok_r.data), r_rate.eq(rate_r.data), r_debt.eq(debt_r.data)]
         # stage 2: refill (clamped), debit to charge
         s2_w = Signal(range(n))
-        s2_due, s2_hold, s2_unlimited = Signal(), Signal(), Signal()
+        s2_release, s2_hold, s2_unlimited = Signal(), Signal(), Signal()
         s2_rate = Signal(RATE_BITS)
         s2_sum = Signal(signed(_TOKEN_BITS))
         s2_debt = Signal(_TOKEN_BITS - 1)
         refill = Signal(signed(_TOKEN_BITS + 1))
-        m.d.comb += refill.eq(tok_r.data + rate_r.data)
+        m.d.comb += refill.eq(r_tokens + r_rate)
         m.d.sync += [
-            s2_w.eq(s1_w), s2_due.eq(s1_due),
-            s2_hold.eq(s1_held & ~s1_due),
-            s2_unlimited.eq(rate_r.data == 0), s2_rate.eq(rate_r.data),
+            s2_w.eq(r_w), s2_release.eq(r_release),
+            s2_hold.eq(r_held & ~r_release),
+            s2_unlimited.eq(r_rate == 0), s2_rate.eq(r_rate),
             s2_sum.eq(Mux(refill > _TOKEN_CLAMP, _TOKEN_CLAMP, refill)),
-            s2_debt.eq(Mux(s1_due, debt_r.data, 0) << TOKEN_FRAC_BITS),
+            s2_debt.eq(Mux(r_due, r_debt, 0) << TOKEN_FRAC_BITS),
         ]
         # stage 3: charge, cap at one step unless still held, write back
         charged = Signal(signed(_TOKEN_BITS))
@@ -238,8 +262,8 @@ class TxScheduler(wiring.Component):
             m.d.comb += new.eq(charged)
         m.d.comb += [tok_w.addr.eq(s2_w), tok_w.data.eq(new), tok_w.en.eq(1)]
         m.d.sync += ok.bit_select(s2_w, 1).eq(new >= 0)
-        with m.If(s2_due):
-            m.d.sync += [due.bit_select(s2_w, 1).eq(0), held.bit_select(s2_w, 1).eq(0)]
+        with m.If(s2_release):
+            m.d.sync += held.bit_select(s2_w, 1).eq(0)
 
         # --- configuration (after the walker: its updates win) -------------------------------
         m.d.comb += [rate_cfg_r.addr.eq(cfg.ring), cfg.rate_rdata.eq(rate_cfg_r.data)]
@@ -260,7 +284,11 @@ class TxScheduler(wiring.Component):
         m.d.comb += [debt_w.addr.eq(debit.payload.ring), debt_w.data.eq(debit.payload.length),
                      debt_w.en.eq(debit.valid)]
         with m.If(debit.valid):
-            m.d.sync += due.bit_select(debit.payload.ring, 1).eq(1)
+            ring = debit.payload.ring
+            # a debit still pending keeps its release; one the walker takes now has had it
+            keep = due_limited.bit_select(ring, 1) & ~(sampled & (ring == w))
+            m.d.sync += [due.bit_select(ring, 1).eq(1),
+                         due_limited.bit_select(ring, 1).eq(keep | debit.payload.limited)]
 
         # --- arbitration pipeline ------------------------------------------------------------
         candidates = (self.work & ~(limited & (held | ~ok)) &

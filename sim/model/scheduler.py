@@ -13,7 +13,7 @@ clock), so the model predicts the offer of every clock, not only the order of gr
 scoreboard then checks eligibility (rate limit, ``held``, ``only_limited``) and the pipeline's
 timing along with the choice itself, and no separate decision-level mode is needed. Timing (the
 4-clock offer latency and 5-clock take rate are documented; which clock each input is sampled
-in, and the walker's 2-clock update, are the gateware's register boundaries, part of the
+in, and the walker's 3-clock update, are the gateware's register boundaries, part of the
 contract the model pins down):
 
 * **Offer**: the offer visible in clock *c* is the decision on the state of clock *c* - 4
@@ -23,7 +23,9 @@ contract the model pins down):
   take every 5 clocks at most). No offer is made from the first ``rings`` clocks after reset
   (the rate memory is swept) and rate writes there are ignored.
 * **Walker**: ring *c* mod ``rings`` is sampled in clock *c* (tokens, rate, hold, pending
-  debit) and its bucket, hold and pending debit are updated at the end of clock *c* + 2.
+  debit); the pending debit is taken off at the end of clock *c* (a debit arriving in clock *c*
+  stays pending for the next visit), the bucket and the hold are updated at the end of clock
+  *c* + 3.
 * Register writes (level, rate, held by a take, debit) take effect at the end of their clock.
   Where two updates of one ring meet at one clock edge, the take and the debit win over the
   walker (a hold set by a take stays; a debit arriving is kept).
@@ -32,16 +34,16 @@ Decisions (from the documented rules): a candidate has work and, when rate-limit
 and no frame held; with ``only_limited`` only limited rings are candidates. The highest level
 with a candidate wins; in it, the first candidate after the ring that level gave last (wrapping).
 Buckets: tokens in 2**-16 byte; a visit adds the rate (capped at 2**32), charges a pending
-debit, and caps the result at one rate step unless the ring is held with no debit charged; an
-unlimited ring's tokens are 0. A take holds the ring if the offer said it is limited (and
-releases it otherwise); charging a debit releases it.
+debit, and caps the result at one rate step unless the ring stays held; an unlimited ring's
+tokens are 0. A take holds the ring if the offer said it is limited (and releases it
+otherwise); charging a debit whose take was limited releases it.
 
 Two behaviours the documentation does not promise but the gateware has, kept so the model stays
 exact, and counted in :attr:`TxSchedulerModel.stats` so a test can see whether they happened:
-a ring keeps one pending debit (``debits_lost``: a second debit before the walker charged the
-first replaces it, or one arriving between the walker's sample and its update is dropped; only
-possible with several frames of one ring outstanding, i.e. unlimited rings), and a take of a
-ring that became unlimited releases a hold its earlier limited frame still had.
+a ring keeps one pending debit (``debits_lost``: a second debit before the walker read the
+first replaces its length, though not its release; only possible with several frames of one
+ring outstanding, i.e. frames taken while it was unlimited), and a take of a ring that became
+unlimited releases a hold its earlier limited frame still had.
 
 :func:`max_window_excess` checks the documented rate bound on a ring's grants independently of
 both.
@@ -61,7 +63,7 @@ OFFER_LATENCY = 4
 #: At most one take every TAKE_GAP clocks.
 TAKE_GAP = OFFER_LATENCY + 1
 #: Clocks from the walker's sample of a ring to its update (at the end of that clock).
-WALKER_LATENCY = 2
+WALKER_LATENCY = 3
 #: Tokens saturate here (65536 bytes: no frame needs more).
 TOKEN_CEILING = 1 << 32
 
@@ -106,12 +108,13 @@ def refill(tokens: int, rate: int, debt: int | None, held: bool) -> int:
     """A ring's tokens after one walker visit.
 
     ``debt``: the bytes charged (``None``: nothing due); ``held``: a frame of the ring is taken
-    and not charged yet, so the tokens accruing meanwhile are kept for its charge.
+    and stays held after this visit (its debit is not charged yet), so the tokens accruing
+    meanwhile are kept for its charge.
     """
     if rate == 0:
         return 0
     new = min(tokens + rate, TOKEN_CEILING) - ((debt or 0) << TOKEN_FRAC_BITS)
-    if (debt is not None or not held) and new > rate:
+    if not held and new > rate:
         new = rate                   # the bucket is one step deep: idle time is not saved up
     return new
 
@@ -160,7 +163,7 @@ class TxSchedulerModel:
         self.rate = [0] * rings
         self.tokens = [0] * rings
         self.debt: list[int | None] = [None] * rings     # pending debit (bytes)
-        self._debit_no = [0] * rings                     # debits received, per ring
+        self.release = 0           # the pending debit ends a hold (one of its takes was limited)
         self.limited = 0           # rate != 0
         self.held = 0              # taken while limited, debit not charged yet
         self.negative = 0          # tokens < 0
@@ -191,10 +194,11 @@ class TxSchedulerModel:
         return work & ~blocked & (self.limited if only_limited else ~0)
 
     def step(self, work: int, *, take: bool = False, only_limited: bool = False,
-             debit: tuple[int, int] | None = None, config: Config | None = None,
+             debit: tuple[int, int, bool] | None = None, config: Config | None = None,
              ) -> Offer | None:
         """One clock: its inputs (``work`` mask, ``take``, ``only_limited``, ``debit`` as
-        ``(ring, bytes)``, a ``config`` write) in, the offer shown in it out."""
+        ``(ring, bytes, limited)`` with the ``limited`` bit of the offer it answers, a
+        ``config`` write) in, the offer shown in it out."""
         offer = self._offer
         # --- during the clock: the decision and the walker's sample use this state ----------
         by_tokens, by_hold = self.throttled(work)
@@ -203,17 +207,17 @@ class TxSchedulerModel:
         self.throttled_rings |= by_tokens
         choice = pick(self.candidates(work, only_limited), self.levels, self.last)
         w = self.cycle % self.rings
+        release = bool(self.release >> w & 1)
         self._visits.append((self.cycle + WALKER_LATENCY, w, self.tokens[w], self.rate[w],
-                             bool(self.held >> w & 1), self.debt[w], self._debit_no[w]))
+                             bool(self.held >> w & 1), self.debt[w], release))
 
         # --- at the clock edge: the walker's update first, the take and the debit win --------
+        self.debt[w] = None                  # the visit owns the debit it read
+        self.release &= ~(1 << w)
         if self._visits[0][0] == self.cycle:
-            _, v, tokens, rate, held, debt, debit_no = self._visits.popleft()
-            self._set_tokens(v, refill(tokens, rate, debt, held))
-            if debt is not None:
-                if self._debit_no[v] != debit_no:   # came after the sample: dropped with it
-                    self._lost(v)
-                self.debt[v] = None
+            _, v, tokens, rate, held, debt, release = self._visits.popleft()
+            self._set_tokens(v, refill(tokens, rate, debt, held and not release))
+            if release:
                 self.held &= ~(1 << v)
         if take and offer is not None:
             self._take(offer)
@@ -243,15 +247,13 @@ class TxSchedulerModel:
         self._pipe = deque([None] * (OFFER_LATENCY - 1))
         self._offer = None
 
-    def _debit(self, k: int, length: int) -> None:
+    def _debit(self, k: int, length: int, limited: bool) -> None:
         if not 0 <= length < 1 << 16:
             raise ValueError(f"a debit is 0..65535 bytes, not {length}")
-        in_flight = any(v[1] == k and v[5] is not None and v[6] == self._debit_no[k]
-                        for v in self._visits)
-        if self.debt[k] is not None and not in_flight:
+        if self.debt[k] is not None:
             self._lost(k)                # replaced before the walker came by
         self.debt[k] = length
-        self._debit_no[k] += 1
+        self.release |= bool(limited) << k
         self.stats["debits"] += 1
 
     def _lost(self, k: int) -> None:

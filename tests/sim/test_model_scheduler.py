@@ -15,6 +15,7 @@ from crossnic.sim.model.scheduler import (
     OFFER_LATENCY,
     TAKE_GAP,
     TOKEN_CEILING,
+    WALKER_LATENCY,
     Config,
     Offer,
     TxSchedulerModel,
@@ -55,9 +56,10 @@ def test_refill_one_step_deep_keeps_accrual_while_held():
     assert refill(r, r, None, False) == r            # an idle ring saves nothing up
     assert refill(-30 * BYTE, r, None, False) == 70 * BYTE
     assert refill(r, r, None, True) == 2 * r         # held: what accrues is kept ...
-    assert refill(2 * r, r, 250, True) == 50 * BYTE  # ... for the charge
-    assert refill(5 * r, r, 100, True) == r          # and the charge is capped again
-    assert refill(0, r, 350, True) == -250 * BYTE
+    assert refill(2 * r, r, 250, False) == 50 * BYTE  # ... for the charge that ends it
+    assert refill(5 * r, r, 100, False) == r          # which is capped again
+    assert refill(5 * r, r, 100, True) == 5 * r       # (a charge that does not end the hold)
+    assert refill(0, r, 350, False) == -250 * BYTE
     assert refill(TOKEN_CEILING, r, None, True) == TOKEN_CEILING   # saturates
     assert refill(TOKEN_CEILING, r, 65535, True) == BYTE
 
@@ -108,18 +110,18 @@ def test_limited_ring_held_until_charged_then_tokens():
     """Ring 0 at 100 bytes a visit (4 rings: visits at clocks 0, 4, 8, ...): limited from clock
     5, offered at 8 (decided at 4 while unlimited; the limit shows in the offer), held. Visit 8
     (not held yet) caps at 100, visit 12 (held) adds: 200. The debit of clock 15 is charged by
-    visit 16 (updated at the end of clock 18): 300 - length."""
+    visit 16 (updated at the end of clock 16 + WALKER_LATENCY): 300 - length."""
     rate = 100 * BYTE
 
     def run(length: int) -> list[int]:
         m = TxSchedulerModel(4)
         offers = run_model(m, 40, work=lambda c: 1, config={4: Config(0, rate=rate)},
-                           debits={15: (0, length)})
+                           debits={15: (0, length, True)})
         assert offers[8] == Offer(0, True, LOW)
         return sorted(offers)
 
-    assert run(250)[:2] == [8, 19 + OFFER_LATENCY]          # 50 bytes left: eligible at once
-    assert run(350)[:2] == [8, 23 + OFFER_LATENCY]          # -50: visit 20 brings +50
+    assert run(250)[:2] == [8, 17 + WALKER_LATENCY + OFFER_LATENCY]  # 50 bytes left: at once
+    assert run(350)[:2] == [8, 21 + WALKER_LATENCY + OFFER_LATENCY]  # -50: visit 20 brings +50
     # without its debit a limited ring is never offered again
     m = TxSchedulerModel(4)
     assert sorted(run_model(m, 400, work=lambda c: 1, config={4: Config(0, rate=rate)})) == [8]
@@ -140,7 +142,7 @@ def test_only_limited_and_rate_writes_while_sweeping():
 def test_debits_kept_one_per_ring():
     """A second debit before the walker charged the first replaces it (counted as lost)."""
     m = TxSchedulerModel(4)
-    run_model(m, 9, config={4: Config(1, rate=BYTE)}, debits={5: (1, 100), 6: (1, 40)})
+    run_model(m, 9, config={4: Config(1, rate=BYTE)}, debits={5: (1, 100, True), 6: (1, 40, True)})
     assert m.stats["debits_lost"] == 1
     run_model(m, 8)                 # ring 1's visits: clock 5 (1 byte), 9 (+1, -40), 13 (+1)
     assert m.tokens[1] == (1 + 1 - 40 + 1) * BYTE
@@ -184,7 +186,7 @@ def test_random_runs_keep_the_documented_rate_bound(seed, rings, stalls, cycles)
             length = rng.randint(60, 1518) if stalls else rng.randint(1000, 1518)
             takes[o.ring].append((c, length))
             latency = rng.randint(1, 300 if stalls else 24)
-            heapq.heappush(debits, (c + latency, o.ring, length))
+            heapq.heappush(debits, (c + latency, o.ring, length, o.limited))
     for r, rate in rates.items():
         assert max_window_excess(takes[r], rate, rings=rings) <= 0
         sent = sum(n for _, n in takes[r][1:])
