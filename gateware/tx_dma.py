@@ -341,6 +341,7 @@ class TxDmaEngine(wiring.Component):
         m.submodules.decoded = decoded = SyncFIFOBuffered(width=dec_layout.size, depth=nfl)
         frame_layout = data.StructLayout({
             "ring": rb, "index": 16, "length": 16, "shift": beat_bits, "skip": 1,
+            "short": 1,                 # length <= one beat: its first output beat is its last
         })
         m.submodules.frames = frames = SyncFIFOBuffered(width=frame_layout.size, depth=nfl)
         m.submodules.info = info = SyncFIFOBuffered(width=Shape.cast(TxFrameInfo).width,
@@ -515,6 +516,7 @@ class TxDmaEngine(wiring.Component):
         m.d.comb += [
             frame_in.ring.eq(dv.job.ring), frame_in.index.eq(dv.job.index),
             frame_in.length.eq(dv.length), frame_in.shift.eq(shift), frame_in.skip.eq(dv.bad),
+            frame_in.short.eq(dv.length <= db),
             frames.w_data.eq(frame_in),
         ]
         frame_info = Signal(TxFrameInfo)
@@ -579,12 +581,13 @@ class TxDmaEngine(wiring.Component):
         rem = Signal(16)                # bytes of the head frame not yet output
         f_err = Signal()
         flush = Signal()
-        rem_now = Mux(active, rem, fr.length)
+        rem_last = Signal()             # rem <= db (registered with rem: no compare in the
+        rem_now = Mux(active, rem, fr.length)   # path from the beat to `done`)
         s = fr.shift
         joined = Signal(2 * dw)
         m.d.comb += joined.eq(Mux(flush, prev, Cat(prev, axi.rdata)) >> (s << 3))
         out_data = Mux((s == 0) & ~flush, axi.rdata, joined[:dw])
-        out_last = rem_now <= db
+        out_last = Mux(active, rem_last, fr.short)
         keep = Signal(db)
         m.d.comb += keep.eq(Mux(out_last, (Const(1, db + 1) << rem_now[:beat_bits + 1]) - 1,
                                 (1 << db) - 1))
@@ -609,9 +612,11 @@ class TxDmaEngine(wiring.Component):
             with m.If(axi.rvalid):
                 m.d.comb += skid.i.valid.eq(emit)
                 m.d.sync += [prev.eq(axi.rdata), have_prev.eq(1), active.eq(1),
-                             f_err.eq(f_err | beat_err), rem.eq(rem_now)]
+                             f_err.eq(f_err | beat_err), rem.eq(rem_now),
+                             rem_last.eq(out_last)]
                 with m.If(emit):
-                    m.d.sync += [rem.eq(rem_now - db), started.eq(1)]
+                    m.d.sync += [rem.eq(rem_now - db), rem_last.eq(rem_now <= 2 * db),
+                                 started.eq(1)]
                 with m.If(axi.rlast):
                     m.d.comb += tags.r_en.eq(1)
                 with m.If(emit & out_last):
