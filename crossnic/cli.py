@@ -21,6 +21,15 @@ def _cmd_sim(args) -> int:
     from pathlib import Path
 
     from .sim.replay import ReplayError, main
+    if args.serve:
+        from .sim.serve import ServeError
+        from .sim.serve import main as serve
+        try:
+            return serve(args)
+        except ServeError as e:
+            raise CliError(str(e)) from None
+    if not args.out:
+        raise CliError("sim needs --out DIR (or --serve to run the card as a device)")
     try:
         if not args.nic:
             return main(args)
@@ -115,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "counters.json.")
     p.add_argument("--in", dest="input", metavar="PCAP",
                    help="capture to replay (default: the sample shipped with crossnic)")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the results")
+    p.add_argument("--out", metavar="DIR", help="directory for the results")
     p.add_argument("--fcs", choices=["absent", "present"], default="absent",
                    help="whether captured frames end with their FCS (default: absent, a "
                         "correct FCS is appended)")
@@ -132,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --nic: the card's tables (default: the bundled nic.json)")
     p.add_argument("--port", type=int, choices=[0, 1], default=0,
                    help="with --nic: the port the capture arrives on (default 0)")
+    p.add_argument("--serve", action="store_true",
+                   help="run the whole card as a device for drivers (crossnicd, SimDevice) "
+                        "until a client stops it or Ctrl-C")
+    p.add_argument("--socket", metavar="PATH",
+                   help="with --serve: the card's Unix socket (default /run/crossnic/sim0.sock)")
+    for k in range(2):
+        p.add_argument(f"--port{k}", default="none", metavar="CABLE",
+                       help=f"with --serve: what port {k} is cabled to: none (default), other "
+                            "(the card's other port), tap:NAME (a Linux TAP device), "
+                            "udp:LOCAL:REMOTE (a port of another served card)")
+    p.add_argument("--memory-mb", type=_positive, default=64, metavar="N",
+                   help="with --serve: host memory the card can reach (default 64)")
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser(

@@ -25,11 +25,12 @@ MEM = 1 << 26
 class Card:
     """The testbench's host: registers by name, host memory, the wire of each port."""
 
-    def __init__(self, dut, core: NicCore):
+    def __init__(self, dut, core: NicCore, mem=None):
         self.dut = dut
         self.regmap = core.regmap()
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axil_"), dut.clk, dut.rst)
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "axi_"), dut.clk, dut.rst, size=MEM)
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "axi_"), dut.clk, dut.rst,
+                          size=MEM if mem is None else len(mem), mem=mem)
         self.wire = [GmiiSource(getattr(dut, f"gmii_rx{k}__data"),
                                 getattr(dut, f"gmii_rx{k}__er"),
                                 getattr(dut, f"gmii_rx{k}__en"),
@@ -42,7 +43,9 @@ class Card:
                                  reset_active_level=True) for k in range(2)]
 
     @classmethod
-    async def start(cls, dut) -> "Card":
+    async def start(cls, dut, mem=None) -> "Card":
+        """Clocks, reset, and the card once its ring memories are swept. ``mem``: the host
+        memory (a buffer such as an ``mmap``; default: private, :data:`MEM` bytes)."""
         start_clock(dut.clk, 8.0)
         # Every clock at 8 ns and in phase: the clock crossings are exercised by the port
         # tests; here one simulator step per edge keeps the whole card fast.
@@ -56,7 +59,7 @@ class Card:
         for r in resets:
             r.value = 1
         await Timer(100, unit="ns")
-        card = cls(dut, NicCore(**params().get("core", {})))
+        card = cls(dut, NicCore(**params().get("core", {})), mem)
         for r in resets:
             r.value = 0
         for _ in range(64 * 8 + 20):          # the DMA engine sweeps its ring memories

@@ -1,0 +1,181 @@
+"""The far ends of a simulated card's Ethernet ports (``crossnic sim --serve --port0 ...``).
+
+A cable moves whole frames (destination MAC to payload end, no FCS: the simulated MAC adds and
+checks it) between a port and something outside the simulator:
+
+* ``none``: nothing plugged in; frames the port sends are counted and dropped.
+* ``other``: the card's other port (port 0's transmit is port 1's receive and back).
+* ``tap:NAME``: a Linux TAP device (created if missing, brought up), so the host or a network
+  namespace the TAP is moved into is the station at the end of the wire.
+* ``udp:LOCAL:REMOTE``: one frame per UDP datagram on 127.0.0.1, received on port LOCAL and
+  sent to port REMOTE: the port of another simulated card whose cable is ``udp:REMOTE:LOCAL``.
+
+All non-blocking: the simulator polls :meth:`Cable.poll` between clocks.
+"""
+
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+from dataclasses import dataclass
+
+__all__ = ["CableSpec", "CableError", "parse_cable", "open_cable", "Cable", "TapCable",
+           "UdpCable", "NoCable"]
+
+MAX_FRAME = 9018
+_TUNSETIFF = 0x400454CA
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+
+
+class CableError(ValueError):
+    """A cable that cannot be parsed or opened."""
+
+
+@dataclass(frozen=True)
+class CableSpec:
+    kind: str                       # none | other | tap | udp
+    name: str = ""                  # tap: interface name
+    local: int = 0                  # udp ports
+    remote: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "tap":
+            return f"tap:{self.name}"
+        if self.kind == "udp":
+            return f"udp:{self.local}:{self.remote}"
+        return self.kind
+
+
+def parse_cable(text: str) -> CableSpec:
+    kind, _, rest = text.partition(":")
+    if kind in ("none", "other") and not rest:
+        return CableSpec(kind)
+    if kind == "tap":
+        if not rest or len(rest) > 15 or not all(c.isalnum() or c in "-_." for c in rest):
+            raise CableError(f"tap:NAME needs an interface name of 1-15 letters, digits, "
+                             f"'-', '_' or '.', not {rest!r}")
+        return CableSpec("tap", name=rest)
+    if kind == "udp":
+        parts = rest.split(":")
+        try:
+            local, remote = (int(p) for p in parts)
+        except ValueError:
+            raise CableError(f"udp:LOCAL:REMOTE needs two port numbers, not {rest!r}") from None
+        if not (0 < local < 65536 and 0 < remote < 65536):
+            raise CableError(f"UDP ports are 1..65535, not {local} and {remote}")
+        return CableSpec("udp", local=local, remote=remote)
+    raise CableError(f"unknown cable {text!r}: use none, other, tap:NAME or udp:LOCAL:REMOTE")
+
+
+class Cable:
+    """One end outside the simulator. ``sent``/``received`` count frames each way."""
+
+    def __init__(self):
+        self.sent = 0           # frames the port transmitted into the cable
+        self.received = 0       # frames the cable delivered to the port
+
+    def poll(self) -> list[bytes]:
+        """Frames waiting to go into the port (never blocks)."""
+        return []
+
+    def send(self, frame: bytes) -> None:
+        """A frame the port transmitted."""
+        self.sent += 1
+
+    def close(self) -> None:
+        pass
+
+
+class NoCable(Cable):
+    pass
+
+
+class TapCable(Cable):
+    """A TAP device: what the kernel sends on it goes into the port, and back."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        try:
+            self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        except OSError as e:
+            raise CableError(f"tap:{name}: cannot open /dev/net/tun: {e.strerror}") from None
+        try:
+            ifr = struct.pack("16sH22x", name.encode(), _IFF_TAP | _IFF_NO_PI)
+            fcntl.ioctl(self.fd, _TUNSETIFF, ifr)
+        except OSError as e:
+            os.close(self.fd)
+            raise CableError(f"tap:{name}: cannot attach ({e.strerror}; root or CAP_NET_ADMIN "
+                             "is needed)") from None
+        subprocess.run(["ip", "link", "set", "dev", name, "up"], check=False,
+                       capture_output=True)
+
+    def poll(self) -> list[bytes]:
+        out = []
+        while len(out) < 64:
+            try:
+                frame = os.read(self.fd, MAX_FRAME + 18)
+            except BlockingIOError:
+                break
+            except OSError:         # the interface went down or away
+                break
+            out.append(frame)
+        self.received += len(out)
+        return out
+
+    def send(self, frame: bytes) -> None:
+        super().send(frame)
+        try:
+            os.write(self.fd, frame)
+        except OSError:
+            pass                    # link down or the queue full: a wire loses the frame too
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class UdpCable(Cable):
+    """A frame per datagram on the loopback interface, to another simulated card."""
+
+    def __init__(self, local: int, remote: int):
+        super().__init__()
+        self.remote = ("127.0.0.1", remote)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(("127.0.0.1", local))
+        except OSError as e:
+            self.sock.close()
+            raise CableError(f"udp:{local}:{remote}: cannot bind port {local}: "
+                             f"{e.strerror}") from None
+        self.sock.setblocking(False)
+
+    def poll(self) -> list[bytes]:
+        out = []
+        while len(out) < 64:
+            try:
+                out.append(self.sock.recv(MAX_FRAME + 18))
+            except BlockingIOError:
+                break
+        self.received += len(out)
+        return out
+
+    def send(self, frame: bytes) -> None:
+        super().send(frame)
+        try:
+            self.sock.sendto(frame, self.remote)
+        except OSError:
+            pass                    # nobody listening yet: the frame is lost, as on a wire
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_cable(spec: CableSpec) -> Cable:
+    """The cable for a spec; ``other`` is wired by the simulator itself (a :class:`NoCable`)."""
+    if spec.kind == "tap":
+        return TapCable(spec.name)
+    if spec.kind == "udp":
+        return UdpCable(spec.local, spec.remote)
+    return NoCable()

@@ -1,0 +1,122 @@
+"""cocotb side of ``crossnic sim --serve``: the whole card as a long-lived device.
+
+Drivers reach its registers and interrupts through :class:`~crossnic.sim.mmio_server.MmioServer`;
+host memory is the shared file the launcher created, given to the AXI host-memory model
+(cocotbext-axi ``AxiRam``) as its memory, so DMA lands where the driver has it mapped. Each
+port's wire goes to a cable (:mod:`crossnic.sim.cables`). Runs until a client says ``BYE`` or
+the launcher goes away.
+
+When nothing happens (no request, no frame on a cable or a wire, no DMA) for a while, the loop
+blocks on the request queue for a millisecond at a time instead of simulating an idle card at
+full speed: a served card costs little CPU while it waits.
+"""
+
+import logging
+import mmap
+import os
+
+import cocotb
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.eth import GmiiFrame
+
+from crossnic.host.sim_protocol import Op
+from crossnic.sim.cables import CableSpec, open_cable
+from crossnic.sim.cocotb_util import params
+from crossnic.sim.mmio_server import MmioServer
+from crossnic.sim.nic_bench import Card
+
+#: Clocks simulated between two looks at the queues.
+STEP = 16
+#: Quiet steps before the loop starts to block on the request queue.
+QUIET_STEPS = 128
+#: Seconds to block when quiet.
+QUIET_WAIT = 0.001
+#: AXI response of an access outside BAR0.
+DECERR = 3
+
+
+def _bits(signal) -> int:
+    value = signal.value
+    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+
+async def _transmit(card: Card, k: int, cables, activity: list[int]) -> None:
+    """Frames port ``k`` sends: into its cable, or into the other port for ``other``."""
+    sink = card.tx_wire[k]
+    while True:
+        frame = await sink.recv()
+        activity[0] += 1
+        if not frame.check_fcs():
+            continue                    # the MAC never sends a bad FCS; a wire would drop it
+        payload = bytes(frame.get_payload())
+        spec, cable = cables[k]
+        if spec.kind == "other":
+            cable.sent += 1
+            card.wire[1 - k].send_nowait(GmiiFrame.from_payload(payload))
+        else:
+            cable.send(payload)
+
+
+@cocotb.test()
+async def serve(dut):
+    p = params()
+    size = p["memory_size"]
+    fd = os.open(p["memory"], os.O_RDWR)
+    mem = mmap.mmap(fd, size)
+    os.close(fd)
+    card = await Card.start(dut, mem=mem)
+    # the bus and Ethernet models log every access and frame: not for a long-lived device
+    logging.getLogger("cocotb").setLevel(logging.WARNING)
+    rings = len(dut.rx_irq)
+    specs = [CableSpec(**c) for c in p["ports"]]
+    cables = [(spec, open_cable(spec)) for spec in specs]
+    server = MmioServer(p["socket"], p["memory"], size, 2 * rings)
+    activity = [0]
+    for k in range(len(cables)):
+        cocotb.start_soon(_transmit(card, k, cables, activity))
+    parent = os.getppid()
+    bar_size = 1 << len(dut.axil__araddr)
+    axi_valid = [getattr(dut, f"axi__{s}valid") for s in ("ar", "aw", "r", "b")]
+    lines = 0
+    quiet = 0
+    steps = 0
+    try:
+        while True:
+            busy = False
+            while (req := server.take()) is not None:
+                busy = True
+                if req.op in (Op.READ, Op.WRITE) and 4 * req.addr >= bar_size:
+                    server.reply(req, 0xFFFF_FFFF, DECERR)     # beyond BAR0
+                elif req.op is Op.READ:
+                    r = await card.axil.read(4 * req.addr, 4)
+                    server.reply(req, int.from_bytes(r.data, "little"), int(r.resp))
+                elif req.op is Op.WRITE:
+                    r = await card.axil.write(4 * req.addr, req.value.to_bytes(4, "little"))
+                    server.reply(req, 0, int(r.resp))
+                else:                                   # BYE
+                    server.reply(req)
+                    return
+            for k, (_, cable) in enumerate(cables):
+                for frame in cable.poll():
+                    busy = True
+                    card.wire[k].send_nowait(GmiiFrame.from_payload(frame))
+            now = _bits(dut.rx_irq) | _bits(dut.tx_irq) << rings
+            if now & ~lines:
+                server.interrupt(now & ~lines)
+            lines = now
+            if (busy or activity[0] or any(not w.idle() for w in card.wire)
+                    or any(_bits(s) for s in axi_valid)):
+                quiet, activity[0] = 0, 0
+            else:
+                quiet += 1
+            if quiet > QUIET_STEPS:
+                server.wait(QUIET_WAIT)
+            await ClockCycles(dut.clk, STEP)
+            steps += 1
+            if steps % 4096 == 0 and os.getppid() != parent:
+                return                                  # the launcher is gone
+    finally:
+        server.close()
+        for _, cable in cables:
+            cable.close()
+        await RisingEdge(dut.clk)
