@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="format", action="store_const", const="json",
                      help="one record per register")
     p.set_defaults(func=_cmd_regmap, format="text")
+
+    from .host.admin import add_parsers
+    add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,337 @@
+"""The administration commands of ``crossnic`` (dladm/flowadm style) and ``crossnic daemon``.
+
+Each command sends one request to ``crossnicd`` over its Unix socket and prints the answer:
+a table by default, ``-p`` for parseable ``field:field`` lines, ``--json`` for JSON. Every
+refusal is an error message and exit status 1; bad arguments are exit status 2 (argparse).
+"""
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_parsers", "DEFAULT_SOCKET", "AdminError", "request"]
+
+DEFAULT_SOCKET = Path(os.environ.get("CROSSNIC_RUN", "/run/crossnic")) / "crossnicd.sock"
+
+
+class AdminError(RuntimeError):
+    """The daemon refused the request or cannot be reached."""
+
+
+def request(cmd: str, args: dict, sock_path: Path) -> object:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(sock_path))
+    except OSError as e:
+        raise AdminError(f"cannot reach crossnicd at {sock_path}: {e.strerror or e} "
+                         "(start it with: crossnic daemon)") from None
+    with s, s.makefile("rwb") as f:
+        f.write(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+        f.flush()
+        line = f.readline()
+    if not line:
+        raise AdminError("crossnicd closed the connection")
+    reply = json.loads(line)
+    if not reply.get("ok"):
+        raise AdminError(reply.get("error", "refused"))
+    return reply.get("result")
+
+
+def _print(rows: list[dict], args, columns: list[str]) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    cols = args.output.split(",") if getattr(args, "output", None) else columns
+    if args.parseable:
+        for r in rows:
+            print(":".join(str(r.get(c, "")).replace(":", "\\:") for c in cols))
+        return
+    cells = [[str(r.get(c, "--") if r.get(c) not in (None, "") else "--") for c in cols]
+             for r in rows]
+    widths = [max([len(c)] + [len(row[k]) for row in cells]) for k, c in enumerate(cols)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _props(text: str | None) -> dict[str, str]:
+    """``-p maxbw=100M,priority=high`` -> dict."""
+    out = {}
+    for item in (text or "").split(","):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AdminError(f"property {item!r} is not NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _run(args) -> int:
+    sock = Path(args.daemon)
+    try:
+        return args.admin(args, sock)
+    except AdminError as e:
+        print(f"crossnic: {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+# --- commands -----------------------------------------------------------------------------
+def _show_phys(args, sock):
+    _print(request("show-phys", {}, sock), args,
+           ["link", "media", "speed_mbps", "rx_frames", "tx_frames"])
+    return 0
+
+
+def _create_vnic(args, sock):
+    props = _props(args.prop)
+    bad = set(props) - {"maxbw", "priority"}
+    if bad:
+        raise AdminError(f"unknown link property {sorted(bad)[0]!r} (maxbw, priority)")
+    r = request("create-vnic", {"name": args.name, "over": args.over, "mac": args.mac,
+                                "vlan": args.vlan, "vns": args.vns, "temporary": args.t,
+                                **props}, sock)
+    print(f"created VNIC {r['name']} over {r['over']}, MAC {r['mac']}, rings rx "
+          f"{r['rx_ring']} / tx {r['tx_ring']}")
+    return 0
+
+
+def _delete(kind):
+    def run(args, sock):
+        request(f"delete-{kind}", {"name": args.name, "temporary": args.t}, sock)
+        return 0
+    return run
+
+
+def _show_vnic(args, sock):
+    _print(request("show-vnic", {"name": args.name}, sock), args,
+           ["name", "over", "mac", "vlan", "vns", "priority", "maxbw", "rx_ring", "tx_ring"])
+    return 0
+
+
+def _set_linkprop(args, sock):
+    props = _props(args.prop)
+    bad = set(props) - {"maxbw", "priority"}
+    if bad or not props:
+        raise AdminError("set-linkprop takes -p maxbw=RATE and/or priority=low|medium|high")
+    request("set-linkprop", {"name": args.name, "temporary": args.t, **props}, sock)
+    return 0
+
+
+def _show_linkprop(args, sock):
+    rows = []
+    for v in request("show-vnic", {"name": args.name}, sock):
+        for prop in ("maxbw", "priority"):
+            rows.append({"link": v["name"], "property": prop, "value": v[prop]})
+    _print(rows, args, ["link", "property", "value"])
+    return 0
+
+
+def _create_vns(args, sock):
+    sysctls = {}
+    for item in args.sysctl or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AdminError(f"--sysctl takes NAME=VALUE, not {item!r}")
+        sysctls[key] = value
+    r = request("create-vns", {"name": args.name, "ips": args.ip or [], "routes":
+                               args.route or [], "mtu": args.mtu, "sysctls": sysctls,
+                               "temporary": args.t}, sock)
+    print(f"created VNS {r['name']} (VNS instance ID {r['vns_id']})")
+    return 0
+
+
+def _set_vns(args, sock):
+    sysctls = {}
+    for item in args.sysctl or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AdminError(f"--sysctl takes NAME=VALUE, not {item!r}")
+        sysctls[key] = value
+    if args.mtu is None and not sysctls:
+        raise AdminError("set-vns takes --mtu and/or --sysctl NAME=VALUE")
+    request("set-vns", {"name": args.name, "mtu": args.mtu, "sysctls": sysctls,
+                        "temporary": args.t}, sock)
+    return 0
+
+
+def _show_vns(args, sock):
+    rows = request("show-vns", {"name": args.name}, sock)
+    for r in rows:
+        r["ips"] = ",".join(r["ips"])
+        r["vnics"] = ",".join(r["vnics"])
+        r["sysctls"] = ",".join(f"{k}={v}" for k, v in r["sysctls"].items())
+        r["routes"] = ",".join(f"{d} via {g}" if g else d for d, g in r["routes"])
+    _print(rows, args, ["name", "vns_id", "ips", "mtu", "vnics", "sysctls"])
+    return 0
+
+
+def _add_flow(args, sock):
+    attrs = _props(args.attr)
+    props = _props(args.prop)
+    bad = set(props) - {"priority"}
+    if bad:
+        raise AdminError(f"unknown flow property {sorted(bad)[0]!r} (priority)")
+    request("add-flow", {"name": args.name, "link": args.link, "attrs": attrs,
+                         "temporary": args.t, **props}, sock)
+    return 0
+
+
+def _remove_flow(args, sock):
+    request("remove-flow", {"name": args.name, "temporary": args.t}, sock)
+    return 0
+
+
+def _show_flow(args, sock):
+    rows = request("show-flow", {"name": args.name}, sock)
+    _print(rows, args, ["flow", "link", "local_ip", "remote_ip", "transport", "local_port",
+                        "remote_port", "dsfield", "priority", "hits"])
+    return 0
+
+
+def _show_stats(args, sock):
+    cols = ["link", "ipackets", "rbytes", "ierrors", "opackets", "obytes", "oerrors"]
+    if not args.interval:
+        _print(request("show-stats", {"name": args.name}, sock), args, cols)
+        return 0
+    prev = None
+    try:
+        for _ in range(args.count or 1 << 62):
+            now = request("show-stats", {"name": args.name}, sock)
+            rows = now if prev is None else [
+                {k: (v - p[k] if isinstance(v, int) else v) for k, v in r.items()}
+                for r, p in zip(now, prev, strict=False)]
+            _print(rows, args, cols)
+            prev = now
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _daemon(args, sock):
+    import logging
+
+    from .daemon import Daemon
+    logging.basicConfig(level=logging.INFO, format="crossnicd: %(message)s")
+    dev_kind, _, where = args.device.partition(":")
+    from .device import DeviceError
+    try:
+        if dev_kind == "sim":
+            from .sim_device import SimDevice
+            dev = SimDevice(where or "/run/crossnic/sim0.sock")
+        elif dev_kind == "vfio":
+            from .vfio import VfioDevice
+            dev = VfioDevice(where)
+        else:
+            raise AdminError(f"--device is sim:SOCKET or vfio:PCI_ADDRESS, not "
+                             f"{args.device!r}")
+    except DeviceError as e:
+        raise AdminError(str(e)) from None
+    group = None
+    if args.group:
+        import grp
+        try:
+            group = grp.getgrnam(args.group).gr_gid
+        except KeyError:
+            raise AdminError(f"no group {args.group!r}") from None
+    from .driver import DriverError
+    try:
+        d = Daemon(dev, args.db, group=group)
+    except (DeviceError, DriverError) as e:
+        dev.close()
+        raise AdminError(str(e)) from None
+    import signal
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    print(f"crossnicd: serving {args.device} on {sock} (configuration {args.db})", flush=True)
+    try:
+        d.serve(sock)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        d.shutdown()
+        dev.close()
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the administration commands on the ``crossnic`` subparsers."""
+    def cmd(name, fn, help_text, *, show=False, temp=False):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--daemon", default=str(DEFAULT_SOCKET), metavar="SOCKET",
+                       help=f"crossnicd's socket (default {DEFAULT_SOCKET})")
+        if show:
+            p.add_argument("--json", action="store_true", help="JSON output")
+            p.add_argument("-p", "--parseable", action="store_true",
+                           help="parseable output: fields separated by ':'")
+            p.add_argument("-o", "--output", metavar="FIELD,...", help="fields to show")
+        if temp:
+            p.add_argument("-t", action="store_true",
+                           help="temporary: not kept across a daemon restart")
+        p.set_defaults(func=_run, admin=fn)
+        return p
+
+    cmd("show-phys", _show_phys, "show the card's physical ports", show=True)
+    p = cmd("create-vnic", _create_vnic, "create a VNIC over a physical port", temp=True)
+    p.add_argument("name")
+    p.add_argument("--over", "-l", required=True, metavar="PORT", help="port0, port1")
+    p.add_argument("--mac", "-m", default="auto",
+                   help="auto (default), factory, random or xx:xx:xx:xx:xx:xx")
+    p.add_argument("--vlan", "-v", type=int, default=0, help="VLAN ID (0: untagged)")
+    p.add_argument("--vns", metavar="VNS", help="the VNS instance the VNIC belongs to")
+    p.add_argument("-p", dest="prop", metavar="PROP=VAL,...", help="maxbw=100M,priority=high")
+    p = cmd("delete-vnic", _delete("vnic"), "delete a VNIC", temp=True)
+    p.add_argument("name")
+    p = cmd("show-vnic", _show_vnic, "show VNICs", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("set-linkprop", _set_linkprop, "set a VNIC's link properties", temp=True)
+    p.add_argument("-p", dest="prop", required=True, metavar="PROP=VAL,...")
+    p.add_argument("name")
+    p = cmd("show-linkprop", _show_linkprop, "show VNIC link properties", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("create-vns", _create_vns, "create a VNS instance (a network namespace)",
+            temp=True)
+    p.add_argument("name")
+    p.add_argument("--ip", action="append", metavar="ADDR/LEN", help="address (repeatable)")
+    p.add_argument("--route", action="append", metavar="DEST[,GATEWAY]",
+                   help="route (repeatable), e.g. default,10.0.0.1")
+    p.add_argument("--mtu", type=int)
+    p.add_argument("--sysctl", action="append", metavar="NAME=VALUE",
+                   help="network stack parameter, e.g. net.ipv4.ip_default_ttl=32")
+    p = cmd("set-vns", _set_vns, "change a VNS instance's MTU or sysctls while it runs",
+            temp=True)
+    p.add_argument("name")
+    p.add_argument("--mtu", type=int)
+    p.add_argument("--sysctl", action="append", metavar="NAME=VALUE")
+    p = cmd("delete-vns", _delete("vns"), "delete a VNS instance", temp=True)
+    p.add_argument("name")
+    p = cmd("show-vns", _show_vns, "show VNS instances", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("add-flow", _add_flow, "add a flow (flowadm add-flow)", temp=True)
+    p.add_argument("name")
+    p.add_argument("--link", "-l", required=True, metavar="VNIC")
+    p.add_argument("-a", dest="attr", required=True, metavar="ATTR=VAL,...",
+                   help="local_ip, remote_ip, transport, local_port, remote_port, dsfield")
+    p.add_argument("-p", dest="prop", metavar="priority=...")
+    p = cmd("remove-flow", _remove_flow, "remove a flow", temp=True)
+    p.add_argument("name")
+    p = cmd("show-flow", _show_flow, "show flows and their hits", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("show-stats", _show_stats, "VNIC traffic counters (like dladm show-link -s)",
+            show=True)
+    p.add_argument("name", nargs="?")
+    p.add_argument("-i", dest="interval", type=float, metavar="SECONDS",
+                   help="repeat every SECONDS, showing the change")
+    p.add_argument("-c", dest="count", type=int, metavar="N", help="with -i: N reports")
+    p = cmd("daemon", _daemon, "run crossnicd: own a card and serve the commands above")
+    p.add_argument("--device", default="sim:/run/crossnic/sim0.sock",
+                   help="sim:SOCKET (crossnic sim --serve) or vfio:PCI_ADDRESS")
+    p.add_argument("--db", default="/var/lib/crossnic/config.db", metavar="PATH",
+                   help="persistent configuration (SQLite)")
+    p.add_argument("--group", metavar="GROUP", help="also accept requests from this group")

@@ -1,0 +1,629 @@
+"""``crossnicd``: owns one card, runs its rings, and carries out the CLI's requests.
+
+* **VNS instances** are Linux network namespaces (named after the instance) with their
+  parameters: addresses, routes, MTU and ``net.*`` sysctls; each has a VNS instance ID (1..255)
+  that the card writes into the completion of every frame for the instance's VNICs
+  (target ID -> VNS instance ID -> parameters: :meth:`Daemon.vns_of_id`).
+* **VNICs** are a receive and a transmit ring on the card, a MAC-table entry, and a TAP device of
+  the VNIC's name, moved into its VNS namespace. The instance's addresses and routes are set on
+  its first VNIC, and its addresses are entered in the card's local-IP table for that VNIC.
+* Requests are transactions: each step taken is undone, last first, if a later one fails, so a
+  failed request leaves no TAP, namespace or table entry behind. Successful requests are stored
+  in the configuration database unless marked temporary, and come back at the next start.
+* The control socket speaks one JSON object per line (``{"cmd": ..., "args": {...}}`` ->
+  ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ...}``). Clients must be root or
+  in the configured group (checked with ``SO_PEERCRED``).
+"""
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+from crossnic.gateware.layouts import Priority
+
+from . import netns
+from .configdb import ConfigDb
+from .device import Device, DeviceError
+from .driver import Driver, DriverError, auto_mac, random_mac
+
+__all__ = ["Daemon", "RequestError", "parse_mac", "parse_rate", "PRIORITIES"]
+
+log = logging.getLogger("crossnicd")
+
+PRIORITIES = {"low": Priority.LOW, "medium": Priority.MEDIUM, "high": Priority.HIGH}
+
+
+class RequestError(ValueError):
+    """A request that cannot be carried out; nothing was changed."""
+
+
+def parse_mac(text: str) -> int:
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
+        raise RequestError(f"not a MAC address: {text!r} (use xx:xx:xx:xx:xx:xx)")
+    try:
+        mac = int("".join(p.zfill(2) for p in parts), 16)
+    except ValueError:
+        raise RequestError(f"not a MAC address: {text!r}") from None
+    if mac >> 40 & 1:
+        raise RequestError(f"{text} is a group address; a VNIC needs a unicast MAC")
+    if mac == 0:
+        raise RequestError("00:00:00:00:00:00 is not a usable MAC")
+    return mac
+
+
+def mac_text(mac: int) -> str:
+    return ":".join(f"{mac >> 8 * k & 0xFF:02x}" for k in reversed(range(6)))
+
+
+def parse_rate(text: str | int) -> int:
+    """``100M``, ``1.5G``, ``64K``, ``1000000`` -> bits per second (dladm's maxbw units)."""
+    if isinstance(text, int):
+        return text
+    t = text.strip().upper()
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise RequestError(f"not a rate: {text!r} (e.g. 100M, 1G)") from None
+    if value < 0:
+        raise RequestError(f"a rate cannot be negative: {text}")
+    return int(value)
+
+
+def _name(kind: str, name: str) -> str:
+    if not netns.valid_ifname(name):
+        raise RequestError(f"{kind} name {name!r}: 1-15 letters, digits, '-', '_' or '.'")
+    return name
+
+
+class _Undo:
+    """Steps to undo, last first, unless the transaction commits."""
+
+    def __init__(self):
+        self.steps = []
+
+    def add(self, fn, *args) -> None:
+        self.steps.append((fn, args))
+
+    def rollback(self) -> None:
+        for fn, args in reversed(self.steps):
+            try:
+                fn(*args)
+            except Exception as e:           # keep undoing; say what could not be undone
+                log.warning("rollback step %s%s failed: %s", fn.__name__, args, e)
+
+
+class Daemon:
+    """The daemon's state and request handlers (the socket server is :meth:`serve`)."""
+
+    def __init__(self, dev: Device, db_path: str | Path, *, card_serial: int = 1,
+                 group: int | None = None, ring_log2: int = 8):
+        self.driver = Driver(dev, ring_log2=ring_log2)
+        self.db = ConfigDb(db_path)
+        self.serial = card_serial
+        self.group = group
+        self.lock = threading.RLock()
+        self.vns: dict[str, dict] = {}            # name -> params (+ "temporary")
+        self.temporary: set[str] = set()          # objects created with -t
+        self.flows: dict[str, dict] = {}
+        self._stop = threading.Event()
+        self.lost: str | None = None              # why the device went away, if it did
+        self._restore()
+
+    # --- start and stop -------------------------------------------------------------------
+    def _restore(self) -> None:
+        for v in self.db.vns():
+            try:
+                netns.delete_netns(v["name"])     # ours, left by a daemon that did not stop
+                self.create_vns(v["name"], ips=v["ips"], routes=v["routes"], mtu=v["mtu"],
+                                sysctls=v["sysctls"], vns_id=v["vns_id"], store=False)
+            except (RequestError, netns.NetError) as e:
+                log.error("could not restore VNS %s: %s", v["name"], e)
+        for v in self.db.vnics():
+            try:
+                self.create_vnic(v["name"], over=f"port{v['port']}", mac=mac_text(v["mac"]),
+                                 vlan=v["vlan"], vns=v["vns"], priority=v["priority"],
+                                 maxbw=v["maxbw"], store=False)
+            except (RequestError, netns.NetError, DriverError) as e:
+                log.error("could not restore VNIC %s: %s", v["name"], e)
+        for f in self.db.flows():
+            try:
+                self.add_flow(f["name"], link=f["link"], attrs=f["attrs"],
+                              priority=f["priority"], store=False)
+            except RequestError as e:
+                log.error("could not restore flow %s: %s", f["name"], e)
+
+    def shutdown(self) -> None:
+        """Stop serving; VNICs, namespaces and the card are left as configured in the database
+        (temporary ones are removed)."""
+        self._stop.set()
+        with self.lock:
+            for name in list(self.driver.vnics):
+                tap = self.driver.remove_vnic(name)
+                tap.close()
+            for name in list(self.vns):
+                netns.delete_netns(name)
+            self.vns.clear()
+            self.driver.close()
+            self.db.close()
+
+    # --- VNS instances --------------------------------------------------------------------
+    def create_vns(self, name: str, *, ips=(), routes=(), mtu: int | None = None,
+                   sysctls: dict | None = None, temporary: bool = False,
+                   vns_id: int | None = None, store: bool = True) -> dict:
+        with self.lock:
+            _name("VNS", name)
+            if name in self.vns:
+                raise RequestError(f"VNS {name} exists")
+            if netns.netns_exists(name):
+                raise RequestError(f"a network namespace {name} exists already (not ours)")
+            ips = [self._check_ip(a) for a in ips]
+            routes = [self._check_route(r) for r in routes]
+            if mtu is not None and not 68 <= int(mtu) <= 9000:
+                raise RequestError(f"MTU is 68..9000, not {mtu}")
+            sysctls = dict(sysctls or {})
+            for k in sysctls:
+                if not netns.SYSCTL_NAME.match(k) or not k.startswith("net."):
+                    raise RequestError(f"{k}: a VNS takes net.* sysctls only")
+            used = {v["vns_id"] for v in self.vns.values()}
+            if vns_id is None:
+                free = [i for i in range(1, 256) if i not in used]
+                if not free:
+                    raise RequestError("all 255 VNS instance IDs are in use")
+                vns_id = free[0]
+            undo = _Undo()
+            try:
+                netns.add_netns(name)
+                undo.add(netns.delete_netns, name)
+                for k, v in sysctls.items():
+                    netns.set_sysctl(name, k, str(v))
+            except netns.NetError as e:
+                undo.rollback()
+                raise RequestError(str(e)) from None
+            params = {"name": name, "vns_id": vns_id, "ips": ips, "routes": routes,
+                      "mtu": mtu, "sysctls": sysctls, "vnics": []}
+            self.vns[name] = params
+            if temporary:
+                self.temporary.add(f"vns:{name}")
+            elif store:
+                self.db.put_vns(name, vns_id, ips, routes, mtu, sysctls)
+            return self._vns_view(params)
+
+    def delete_vns(self, name: str, *, temporary: bool = False) -> None:
+        with self.lock:
+            params = self._vns(name)
+            if params["vnics"]:
+                raise RequestError(f"VNS {name} still has VNICs: {', '.join(params['vnics'])}")
+            netns.delete_netns(name)
+            del self.vns[name]
+            self.temporary.discard(f"vns:{name}")
+            if not temporary:
+                self.db.delete_vns(name)
+
+    def set_vns(self, name: str, *, mtu: int | None = None, sysctls: dict | None = None,
+                temporary: bool = False) -> dict:
+        """Change a running VNS instance's MTU and sysctls."""
+        with self.lock:
+            params = self._vns(name)
+            if mtu is not None and not 68 <= int(mtu) <= 9000:
+                raise RequestError(f"MTU is 68..9000, not {mtu}")
+            old = {k: netns.get_sysctl(name, k) for k in sysctls or {}}
+            try:
+                for k, v in (sysctls or {}).items():
+                    netns.set_sysctl(name, k, str(v))
+                if mtu is not None:
+                    for vnic in params["vnics"]:
+                        netns.ip("link", "set", "dev", vnic, "mtu", str(mtu), ns=name)
+            except netns.NetError as e:
+                for k, v in old.items():
+                    netns.set_sysctl(name, k, v)
+                raise RequestError(str(e)) from None
+            params["sysctls"] |= dict(sysctls or {})
+            if mtu is not None:
+                params["mtu"] = int(mtu)
+            if not temporary and f"vns:{name}" not in self.temporary:
+                self.db.put_vns(name, params["vns_id"], params["ips"], params["routes"],
+                                params["mtu"], params["sysctls"])
+            return self._vns_view(params)
+
+    def vns_of_id(self, vns_id: int) -> dict | None:
+        """The VNS instance (and its parameters) a completion's VNS instance ID names."""
+        return next((self._vns_view(v) for v in self.vns.values() if v["vns_id"] == vns_id),
+                    None)
+
+    def _vns(self, name: str) -> dict:
+        try:
+            return self.vns[name]
+        except KeyError:
+            raise RequestError(f"no VNS {name}") from None
+
+    @staticmethod
+    def _vns_view(p: dict) -> dict:
+        return {k: v for k, v in p.items()}
+
+    @staticmethod
+    def _check_ip(text: str) -> str:
+        try:
+            return str(ipaddress.ip_interface(text))
+        except ValueError:
+            raise RequestError(f"not an address/prefix length: {text!r}") from None
+
+    @staticmethod
+    def _check_route(route) -> list[str]:
+        dest, gw = route if not isinstance(route, str) else [*route.split(","), ""][:2]
+        try:
+            dest = "default" if dest == "default" else str(ipaddress.ip_network(dest))
+            if gw:
+                gw = str(ipaddress.ip_address(gw))
+        except ValueError:
+            raise RequestError(f"not a route: {route!r} (DEST[,GATEWAY])") from None
+        return [dest, gw]
+
+    # --- VNICs ----------------------------------------------------------------------------
+    def create_vnic(self, name: str, *, over: str, mac: str = "auto", vlan: int = 0,
+                    vns: str | None = None, priority: str = "medium", maxbw=0,
+                    temporary: bool = False, store: bool = True) -> dict:
+        with self.lock:
+            _name("VNIC", name)
+            if name in self.driver.vnics:
+                raise RequestError(f"VNIC {name} exists")
+            if netns.link_exists(name):
+                raise RequestError(f"a network interface {name} exists already")
+            port = self._port(over)
+            if priority not in PRIORITIES:
+                raise RequestError(f"priority is low, medium or high, not {priority!r}")
+            vlan = int(vlan)
+            if not 0 <= vlan <= 4094:
+                raise RequestError(f"VLAN ID is 0..4094, not {vlan}")
+            rate = parse_rate(maxbw)
+            params = self._vns(vns) if vns else None
+            mac_int = self._mac(mac)
+            undo = _Undo()
+            try:
+                tap = netns.Tap(name)
+                undo.add(tap.close)
+                netns.ip("link", "set", "dev", name, "address", mac_text(mac_int))
+                self.driver.add_vnic(name, port=port, mac=mac_int, vlan=vlan,
+                                     vns_id=params["vns_id"] if params else 0,
+                                     priority=PRIORITIES[priority], maxbw=rate, tap=tap)
+                undo.add(self.driver.remove_vnic, name)
+                if params:
+                    self._join_vns(name, params, undo)
+                else:
+                    netns.ip("link", "set", "dev", name, "up")
+            except (netns.NetError, DriverError, ValueError) as e:
+                undo.rollback()
+                raise RequestError(str(e)) from None
+            if temporary:
+                self.temporary.add(f"vnic:{name}")
+            elif store:
+                self.db.put_vnic(name, port, mac_int, vlan, vns, priority, rate)
+            return self._vnic_view(name)
+
+    def _join_vns(self, name: str, params: dict, undo: _Undo) -> None:
+        ns = params["name"]
+        netns.ip("link", "set", "dev", name, "netns", ns)
+        if params["mtu"]:
+            netns.ip("link", "set", "dev", name, "mtu", str(params["mtu"]), ns=ns)
+        netns.ip("link", "set", "dev", name, "up", ns=ns)
+        if not params["vnics"]:                     # the instance's first VNIC: its addresses
+            for a in params["ips"]:
+                netns.ip("addr", "add", a, "dev", name, ns=ns)
+                addr = a.split("/")[0]
+                self.driver.add_local_ip(name, addr)
+            for dest, gw in params["routes"]:
+                netns.ip("route", "add", dest, *(["via", gw] if gw else ["dev", name]), ns=ns)
+        params["vnics"].append(name)
+        undo.add(params["vnics"].remove, name)
+
+    def delete_vnic(self, name: str, *, temporary: bool = False) -> None:
+        with self.lock:
+            v = self._driver_vnic(name)
+            for fname, f in list(self.flows.items()):
+                if f["link"] == name:
+                    self.remove_flow(fname, temporary=temporary)
+            tap = self.driver.remove_vnic(name)
+            tap.close()                 # the TAP interface goes with its last file descriptor
+            for params in self.vns.values():
+                if name in params["vnics"]:
+                    params["vnics"].remove(name)
+            self.temporary.discard(f"vnic:{name}")
+            if not temporary:
+                self.db.delete_vnic(name)
+            del v
+
+    def _driver_vnic(self, name: str):
+        try:
+            return self.driver.vnics[name]
+        except KeyError:
+            raise RequestError(f"no VNIC {name}") from None
+
+    def _port(self, over: str) -> int:
+        if not over.startswith("port") or not over[4:].isdigit():
+            raise RequestError(f"--over takes a physical port (port0..port"
+                               f"{self.driver.ports - 1}), not {over!r}")
+        port = int(over[4:])
+        if port >= self.driver.ports:
+            raise RequestError(f"the card has ports port0..port{self.driver.ports - 1}")
+        return port
+
+    def _mac(self, mac: str) -> int:
+        if mac in ("auto", "factory"):
+            used = {v.mac for v in self.driver.vnics.values()}
+            k = 0
+            while auto_mac(self.serial, k) in used:
+                k += 1
+            return auto_mac(self.serial, k)
+        if mac == "random":
+            return random_mac()
+        return parse_mac(mac)
+
+    def _vnic_view(self, name: str) -> dict:
+        v = self.driver.vnics[name]
+        vns = next((p["name"] for p in self.vns.values() if name in p["vnics"]), None)
+        return {"name": name, "over": f"port{v.port}", "mac": mac_text(v.mac), "vlan": v.vlan,
+                "vns": vns, "vns_id": v.vns_id, "priority": v.priority.name.lower(),
+                "maxbw": v.maxbw, "vnic_id": v.index, "rx_ring": v.rx.index,
+                "tx_ring": v.tx.index, "temporary": f"vnic:{name}" in self.temporary}
+
+    def set_linkprop(self, name: str, *, priority: str | None = None, maxbw=None,
+                     temporary: bool = False) -> dict:
+        with self.lock:
+            self._driver_vnic(name)
+            if priority is not None and priority not in PRIORITIES:
+                raise RequestError(f"priority is low, medium or high, not {priority!r}")
+            rate = parse_rate(maxbw) if maxbw is not None else None
+            try:
+                self.driver.set_vnic(name, priority=PRIORITIES.get(priority), maxbw=rate)
+            except (DriverError, ValueError) as e:
+                raise RequestError(str(e)) from None
+            view = self._vnic_view(name)
+            if not temporary and not view["temporary"]:
+                v = self.driver.vnics[name]
+                self.db.put_vnic(name, v.port, v.mac, v.vlan, view["vns"],
+                                 v.priority.name.lower(), v.maxbw)
+            return view
+
+    # --- flows (flowadm) --------------------------------------------------------------------
+    TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
+
+    def add_flow(self, name: str, *, link: str, attrs: dict, priority: str = "medium",
+                 temporary: bool = False, store: bool = True) -> dict:
+        """A flow on VNIC ``link``: frames matching ``attrs`` (flowadm's local_ip, remote_ip,
+        transport, local_port, remote_port, dsfield) get ``priority``. More specific flows are
+        matched first (the card's flow table takes the lowest matching slot)."""
+        with self.lock:
+            if not name or len(name) > 31:
+                raise RequestError("a flow name is 1..31 characters")
+            if name in self.flows:
+                raise RequestError(f"flow {name} exists")
+            v = self._driver_vnic(link)
+            if priority not in PRIORITIES:
+                raise RequestError(f"priority is low, medium or high, not {priority!r}")
+            entry = self._flow_entry(attrs, v, PRIORITIES[priority])
+            if len(self.flows) >= len(self.driver.flows):
+                raise RequestError("the card's flow table is full")
+            self.flows[name] = {"name": name, "link": link, "attrs": dict(attrs),
+                                "priority": priority, "entry": entry,
+                                "temporary": temporary}
+            try:
+                self._load_flows()
+            except (DriverError, ValueError) as e:
+                del self.flows[name]
+                self._load_flows()
+                raise RequestError(str(e)) from None
+            if store and not temporary:
+                self.db.put_flow(name, link, attrs, priority)
+            return self._flow_view(name)
+
+    def remove_flow(self, name: str, *, temporary: bool = False) -> None:
+        with self.lock:
+            if name not in self.flows:
+                raise RequestError(f"no flow {name}")
+            del self.flows[name]
+            self._load_flows()
+            if not temporary:
+                self.db.delete_flow(name)
+
+    def show_flow(self, name: str | None = None) -> list[dict]:
+        with self.lock:
+            if name and name not in self.flows:
+                raise RequestError(f"no flow {name}")
+            return [self._flow_view(n) for n in ([name] if name else self.flows)]
+
+    def _flow_view(self, name: str) -> dict:
+        f = self.flows[name]
+        slot = self._flow_slots().get(name)
+        return {"flow": name, "link": f["link"], **{k: str(v) for k, v in f["attrs"].items()},
+                "priority": f["priority"],
+                "hits": self.driver.flow_hits(slot) if slot is not None else 0}
+
+    def _flow_slots(self) -> dict[str, int]:
+        """Most specific first, then in creation order."""
+        order = sorted(self.flows, key=lambda n: -len(self.flows[n]["attrs"]))
+        return {n: k for k, n in enumerate(order)}
+
+    def _load_flows(self) -> None:
+        slots = self._flow_slots()
+        by_slot = {k: self.flows[n]["entry"] for n, k in slots.items()}
+        for k in range(len(self.driver.flows)):
+            entry = by_slot.get(k)
+            if self.driver.flows[k] != entry:
+                self.driver.set_flow(k, entry)
+
+    def _flow_entry(self, attrs: dict, v, priority: Priority):
+        from .classifier import FAMILY_IPV4, FAMILY_IPV6, FlowEntry
+        known = {"local_ip", "remote_ip", "transport", "local_port", "remote_port", "dsfield"}
+        bad = set(attrs) - known
+        if bad:
+            raise RequestError(f"unknown flow attribute {sorted(bad)[0]!r}; attributes: "
+                               f"{', '.join(sorted(known))}")
+        if not attrs:
+            raise RequestError("a flow needs at least one attribute")
+        fields: dict = {}
+        for side in ("local_ip", "remote_ip"):
+            if side in attrs:
+                try:
+                    net = ipaddress.ip_network(str(attrs[side]), strict=False)
+                except ValueError:
+                    raise RequestError(f"{side}: not an address[/len]: "
+                                       f"{attrs[side]!r}") from None
+                fam = FAMILY_IPV4 if net.version == 4 else FAMILY_IPV6
+                fields[side] = (fam, int(net.network_address), net.prefixlen)
+        fams = {f[0] for f in (fields.get("local_ip"), fields.get("remote_ip")) if f}
+        if len(fams) > 1:
+            raise RequestError("local_ip and remote_ip must be of one IP version")
+        if "transport" in attrs:
+            t = str(attrs["transport"]).lower()
+            if t not in self.TRANSPORTS:
+                raise RequestError(f"transport is one of {', '.join(self.TRANSPORTS)}")
+            fields["proto"] = self.TRANSPORTS[t]
+        for side in ("local_port", "remote_port"):
+            if side in attrs:
+                if fields.get("proto") not in (6, 17, 132):
+                    raise RequestError(f"{side} needs transport=tcp, udp or sctp")
+                port = int(attrs[side])
+                if not 0 < port < 65536:
+                    raise RequestError(f"{side} is 1..65535, not {port}")
+                fields[side] = port
+        if "dsfield" in attrs:
+            value, _, mask = str(attrs["dsfield"]).partition(":")
+            try:
+                ds = int(value, 0), int(mask or "0x3f", 0)
+            except ValueError:
+                raise RequestError("dsfield is VALUE[:MASK] (DSCP, 0..63)") from None
+            if not all(0 <= x < 64 for x in ds):
+                raise RequestError("dsfield value and mask are 0..63")
+            fields["dscp"] = ds
+        family = fams.pop() if fams else (FAMILY_IPV4 if fields.get("proto") == 1 else None)
+        return FlowEntry(ring=v.rx.index, priority=priority, vnic=v.index, family=family,
+                         **fields)
+
+    # --- show -----------------------------------------------------------------------------
+    def show_phys(self) -> list[dict]:
+        out = []
+        for k in range(self.driver.ports):
+            c = self.driver.regs
+            out.append({"link": f"port{k}", "media": "Ethernet", "speed_mbps": 1000,
+                        "rx_frames": c.read(f"eth{k}_rx.frames_ok"),
+                        "tx_frames": c.read(f"eth{k}_tx.frames"),
+                        "vnics": sorted(v.name for v in self.driver.vnics.values()
+                                        if v.port == k)})
+        return out
+
+    def show_vnic(self, name: str | None = None) -> list[dict]:
+        with self.lock:
+            names = [name] if name else list(self.driver.vnics)
+            for n in names:
+                self._driver_vnic(n)
+            return [self._vnic_view(n) for n in names]
+
+    def show_vns(self, name: str | None = None) -> list[dict]:
+        with self.lock:
+            names = [name] if name else list(self.vns)
+            return [self._vns_view(self._vns(n)) for n in names]
+
+    def show_stats(self, name: str | None = None) -> list[dict]:
+        with self.lock:
+            names = [name] if name else list(self.driver.vnics)
+            out = []
+            for n in names:
+                self._driver_vnic(n)
+                c = self.driver.ring_counters(n)
+                out.append({"link": n, "ipackets": c["rx_frames"], "rbytes": c["rx_bytes"],
+                            "opackets": c["tx_frames"], "obytes": c["tx_bytes"],
+                            "ierrors": sum(v for k, v in c.items() if k.startswith("rx_drop")),
+                            "oerrors": c["tx_errors"] + c["driver_tx_drops"],
+                            "flooded": c["driver_rx_flooded"]})
+            return out
+
+    # --- control socket -------------------------------------------------------------------
+    HANDLERS = {
+        "create-vns": "create_vns", "delete-vns": "delete_vns", "set-vns": "set_vns",
+        "show-vns": "show_vns", "create-vnic": "create_vnic", "delete-vnic": "delete_vnic",
+        "show-vnic": "show_vnic", "set-linkprop": "set_linkprop", "show-phys": "show_phys",
+        "show-stats": "show_stats", "add-flow": "add_flow", "remove-flow": "remove_flow",
+        "show-flow": "show_flow",
+    }
+
+    def handle(self, request: dict) -> dict:
+        cmd = request.get("cmd")
+        args = request.get("args") or {}
+        fn = self.HANDLERS.get(cmd)
+        if fn is None or not hasattr(self, fn):
+            return {"ok": False, "error": f"unknown request {cmd!r}"}
+        if not isinstance(args, dict):
+            return {"ok": False, "error": "args must be an object"}
+        try:
+            return {"ok": True, "result": getattr(self, fn)(**args)}
+        except (RequestError, DriverError, netns.NetError) as e:
+            return {"ok": False, "error": str(e)}
+        except DeviceError as e:
+            return {"ok": False, "error": f"device lost: {e}"}
+        except TypeError as e:
+            return {"ok": False, "error": f"bad arguments for {cmd}: {e}"}
+
+    def allowed(self, conn: socket.socket) -> bool:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, gid = struct.unpack("3i", creds)
+        return uid == 0 or (self.group is not None and gid == self.group)
+
+    def serve(self, path: str | Path) -> None:
+        """Accept CLI clients on ``path`` and run the card until :meth:`shutdown`."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(path))
+        os.chmod(path, 0o660)
+        if self.group is not None:
+            os.chown(path, 0, self.group)
+        srv.listen(16)
+        srv.settimeout(0.2)
+        threading.Thread(target=self._service_loop, name="rings", daemon=True).start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+        finally:
+            srv.close()
+            path.unlink(missing_ok=True)
+
+    def _service_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.driver.service(0.005)
+            except DeviceError as e:             # the card went away: say so once, keep going
+                if not self.lost:
+                    log.error("device lost: %s", e)
+                self.lost = str(e)
+                self._stop.wait(1.0)
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn:
+            f = conn.makefile("rwb")
+            if not self.allowed(conn):
+                f.write(json.dumps({"ok": False, "error": "permission denied: crossnicd takes "
+                                    "requests from root (or its group) only"}).encode() + b"\n")
+                f.flush()
+                return
+            for line in f:
+                try:
+                    request = json.loads(line)
+                    reply = self.handle(request) if isinstance(request, dict) else {
+                        "ok": False, "error": "a request is a JSON object"}
+                except json.JSONDecodeError:
+                    reply = {"ok": False, "error": "a request is one JSON object per line"}
+                if reply.get("ok") is False:
+                    log.info("refused %s: %s", line[:200], reply["error"])
+                f.write(json.dumps(reply).encode() + b"\n")
+                f.flush()
