@@ -236,8 +236,15 @@ class NicCore(wiring.Component):
             tx_dma.o_info.ready.eq(switch.route.ready),
             self.tx_irq.eq(tx_dma.irq),
         ]
-        wiring.connect(m, switch.mac_lookup, cls.mac_tx_lookup)
-        wiring.connect(m, cls.mac_tx_result, switch.mac_result)
+        # The transmit-side MAC lookup goes through register slices both ways: the table sits
+        # with the classifier, across the die from the switch, and without them the switch's
+        # input handshake waited on a round trip to it (the core's critical path, 102.5 MHz).
+        m.submodules.tx_lookup_slice = lookup = SkidBuffer(switch.mac_lookup.p.shape())
+        m.submodules.tx_result_slice = result = SkidBuffer(cls.mac_tx_result.p.shape())
+        wiring.connect(m, switch.mac_lookup, lookup.i)
+        wiring.connect(m, lookup.o, cls.mac_tx_lookup)
+        wiring.connect(m, cls.mac_tx_result, result.i)
+        wiring.connect(m, result.o, switch.mac_result)
         csr_ports += [rx_dma.stats, switch.csr, rx_dma.csr, tx_dma.csr]
 
         m.submodules.axi_arbiter = arbiter = AxiArbiter(2, 64, 64, 1)
