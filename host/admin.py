@@ -188,7 +188,7 @@ def _remove_flow(args, sock):
 def _show_flow(args, sock):
     rows = request("show-flow", {"name": args.name}, sock)
     _print(rows, args, ["flow", "link", "local_ip", "remote_ip", "transport", "local_port",
-                        "remote_port", "dsfield", "priority", "hits"])
+                        "remote_port", "dsfield", "priority", "ring", "hits"])
     return 0
 
 

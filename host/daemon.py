@@ -144,13 +144,15 @@ class Daemon:
         (temporary ones are removed)."""
         self._stop.set()
         with self.lock:
-            for name in list(self.driver.vnics):
-                tap = self.driver.remove_vnic(name)
-                tap.close()
+            for v in self.driver.vnics.values():
+                v.tap.close()               # the TAP interfaces go with their descriptors
+            try:
+                self.driver.close()
+            except DeviceError as e:        # a lost card: the rest is still ours to clean
+                log.warning("could not quiesce the card: %s", e)
             for name in list(self.vns):
                 netns.delete_netns(name)
             self.vns.clear()
-            self.driver.close()
             self.db.close()
 
     # --- VNS instances --------------------------------------------------------------------
@@ -406,17 +408,26 @@ class Daemon:
             v = self._driver_vnic(link)
             if priority not in PRIORITIES:
                 raise RequestError(f"priority is low, medium or high, not {priority!r}")
-            entry = self._flow_entry(attrs, v, PRIORITIES[priority])
             if len(self.flows) >= len(self.driver.flows):
                 raise RequestError("the card's flow table is full")
+            try:
+                ring = self.driver.add_flow_ring(link)
+            except DriverError as e:
+                raise RequestError(str(e)) from None
+            try:
+                entry = self._flow_entry(attrs, v, PRIORITIES[priority], ring)
+            except RequestError:
+                self.driver.remove_flow_ring(ring)
+                raise
             self.flows[name] = {"name": name, "link": link, "attrs": dict(attrs),
-                                "priority": priority, "entry": entry,
+                                "priority": priority, "entry": entry, "ring": ring,
                                 "temporary": temporary}
             try:
                 self._load_flows()
             except (DriverError, ValueError) as e:
                 del self.flows[name]
                 self._load_flows()
+                self.driver.remove_flow_ring(ring)
                 raise RequestError(str(e)) from None
             if store and not temporary:
                 self.db.put_flow(name, link, attrs, priority)
@@ -426,8 +437,9 @@ class Daemon:
         with self.lock:
             if name not in self.flows:
                 raise RequestError(f"no flow {name}")
-            del self.flows[name]
+            f = self.flows.pop(name)
             self._load_flows()
+            self.driver.remove_flow_ring(f["ring"])
             if not temporary:
                 self.db.delete_flow(name)
 
@@ -441,8 +453,9 @@ class Daemon:
         f = self.flows[name]
         slot = self._flow_slots().get(name)
         return {"flow": name, "link": f["link"], **{k: str(v) for k, v in f["attrs"].items()},
-                "priority": f["priority"],
-                "hits": self.driver.flow_hits(slot) if slot is not None else 0}
+                "priority": f["priority"], "ring": f["ring"],
+                "hits": self.driver.flow_hits(slot) if slot is not None else 0,
+                "ring_frames": self.driver.regs.read(f"rx_ring[{f['ring']}].frames")}
 
     def _flow_slots(self) -> dict[str, int]:
         """Most specific first, then in creation order."""
@@ -457,7 +470,7 @@ class Daemon:
             if self.driver.flows[k] != entry:
                 self.driver.set_flow(k, entry)
 
-    def _flow_entry(self, attrs: dict, v, priority: Priority):
+    def _flow_entry(self, attrs: dict, v, priority: Priority, ring: int):
         from .classifier import FAMILY_IPV4, FAMILY_IPV6, FlowEntry
         known = {"local_ip", "remote_ip", "transport", "local_port", "remote_port", "dsfield"}
         bad = set(attrs) - known
@@ -502,7 +515,7 @@ class Daemon:
                 raise RequestError("dsfield value and mask are 0..63")
             fields["dscp"] = ds
         family = fams.pop() if fams else (FAMILY_IPV4 if fields.get("proto") == 1 else None)
-        return FlowEntry(ring=v.rx.index, priority=priority, vnic=v.index, family=family,
+        return FlowEntry(ring=ring, priority=priority, vnic=v.index, family=family,
                          **fields)
 
     # --- show -----------------------------------------------------------------------------

@@ -92,7 +92,8 @@ class Driver:
         self.clk_hz = clk_hz
         self.lock = threading.RLock()
         self.vnics: dict[str, Vnic] = {}
-        self._by_rx: dict[int, Vnic] = {}
+        self._by_rx: dict[int, Vnic] = {}              # receive ring -> the VNIC it serves
+        self._flow_rings: dict[int, tuple[RxRing, list[DmaBuffer]]] = {}
         self._free_rings = list(range(1, self.rings))          # 0 is the flood ring
         self._free_vnics = list(range(self.vnic_count))
         self.macs: list[MacEntry | None] = [None] * TABLES["mac_entries"]
@@ -263,6 +264,30 @@ class Driver:
             self.flows[slot] = entry
             self._write(flow_writes(slot, entry))
 
+    def add_flow_ring(self, name: str) -> int:
+        """A receive ring of its own for a flow of VNIC ``name`` (its frames still go to the
+        VNIC); returns the ring number for the flow's table entry."""
+        with self.lock:
+            v = self._vnic(name)
+            if not self._free_rings:
+                raise DriverError("no free receive ring for the flow")
+            index = self._free_rings.pop(0)
+            ring, buffers = self._rx_ring(index)
+            self._start_rx(ring)
+            self._flow_rings[index] = (ring, buffers)
+            self._by_rx[index] = v
+            return index
+
+    def remove_flow_ring(self, index: int) -> None:
+        with self.lock:
+            _, buffers = self._flow_rings.pop(index)
+            self.regs.write(f"rx_ring[{index}].ctrl", 0)
+            for b in buffers:
+                self.dev.free(b)
+            del self._by_rx[index]
+            self._free_rings.append(index)
+            self._free_rings.sort()
+
     def flow_hits(self, slot: int) -> int:
         with self.lock:
             self.regs.write("flow_table.index", slot)
@@ -284,6 +309,8 @@ class Driver:
             for v in list(self.vnics.values()):
                 moved += self._receive(v.rx)
                 moved += self._transmit(v)
+            for ring, _ in list(self._flow_rings.values()):
+                moved += self._receive(ring)
             for vec in fired:
                 if vec < self.rings:
                     self.regs.write(f"rx_ring[{vec}].irq_status", 1)

@@ -75,8 +75,10 @@ def setup(tmp_path_factory):
         sh("ip", "-n", EXT, "addr", "add", "10.9.0.100/24", "dev", ext_tap)
         sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
         s.start_daemon()
+        s.card = card
         yield s
     finally:
+        s.card = None
         if s.daemon and s.daemon.poll() is None:
             s.daemon.terminate()
             s.daemon.wait(60)
@@ -158,6 +160,10 @@ def test_flows_are_programmed_and_counted(setup):
     tcp(DB, WEB, "10.9.0.2", 5003, size=4096)
     flows = {f["flow"]: f for f in json.loads(s.ok("show-flow", "--json"))}
     assert flows["dbtcp"]["hits"] > 3
+    # the flow's frames land in a ring of their own, and still reach the VNIC (TCP worked)
+    db_ring = json.loads(s.ok("show-vnic", f"v{DB}", "--json"))[0]["rx_ring"]
+    assert flows["dbtcp"]["ring"] not in (0, db_ring)
+    assert flows["dbtcp"]["ring_frames"] == flows["dbtcp"]["hits"]
     assert flows["dbtcp"]["transport"] == "tcp" and flows["dbtcp"]["priority"] == "high"
     r = s.cli("add-flow", "bad", "--link", f"v{DB}", "-a", "local_port=80")
     assert r.returncode == 1 and "needs transport" in r.stderr
@@ -218,3 +224,15 @@ def test_runtime_changes_and_restart_restores_the_configuration(setup):
     s.ok("delete-vns", WEB)
     assert not os.path.exists(f"/run/netns/{WEB}")
     assert [v["name"] for v in json.loads(s.ok("show-vnic", "--json"))] == [f"v{DB}"]
+
+
+def test_a_lost_card_is_a_clear_error_and_cleanup_still_happens(setup):
+    """Last: the simulator is killed under the daemon. Requests fail with "device lost" at once
+    (no hang); stopping the daemon still removes its namespaces."""
+    s = setup
+    s.card.kill()
+    s.card.wait(30)
+    r = s.cli("show-stats")
+    assert r.returncode == 1 and "device lost" in r.stderr, r.stderr
+    s.stop_daemon()
+    assert not os.path.exists(f"/run/netns/{DB}")
