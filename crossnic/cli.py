@@ -47,6 +47,14 @@ def _cmd_sim(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from .host.demo import DemoError, main
+    try:
+        return main(args)
+    except DemoError as e:
+        raise CliError(str(e)) from None
+
+
 def _cmd_build(args) -> int:
     from .boards.build import BuildError, ToolchainError, build_board, format_report
     from .boards.platforms import BOARDS
@@ -187,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="format", action="store_const", const="json",
                      help="one record per register")
     p.set_defaults(func=_cmd_regmap, format="text")
+
+    p = sub.add_parser(
+        "demo", help="the simulated card carrying Linux traffic between namespaces (root)",
+        description="Start the simulated card with port 0 cabled to an external-host network "
+                    "namespace, run crossnicd, create two VNS instances with a VNIC each, "
+                    "ping and transfer over TCP between them and to the external host, print "
+                    "the card's counters, and remove everything again. Needs root.")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_cmd_demo)
 
     from .host.admin import add_parsers
     add_parsers(sub)

@@ -297,9 +297,13 @@ class Driver:
     def service(self, timeout: float = 0.005) -> int:
         """One round: wait up to ``timeout`` for a TAP frame or an interrupt, then move every
         frame waiting either way. Returns the frames moved."""
-        taps = [v.tap.fd for v in self.vnics.values() if getattr(v.tap, "fd", -1) >= 0]
-        if taps:
-            select.select(taps, [], [], timeout)
+        fds = [v.tap.fd for v in self.vnics.values() if getattr(v.tap, "fd", -1) >= 0]
+        irq_fd = getattr(self.dev, "irq_fd", None)
+        if fds and irq_fd is not None:
+            select.select([*fds, irq_fd], [], [], timeout)
+            fired = self.dev.wait_irq(0)
+        elif fds:
+            select.select(fds, [], [], timeout)
             fired = self.dev.wait_irq(0)
         else:
             fired = self.dev.wait_irq(timeout)

@@ -64,6 +64,8 @@ class SimDevice:
         self._reply = threading.Condition()
         self._replies: dict[int, tuple[int, int]] = {}
         self._irqs: set[int] = set()
+        #: readable while interrupts wait (for select/poll beside other descriptors)
+        self.irq_fd = os.eventfd(0, os.EFD_NONBLOCK)
         self._tag = 0
         self._closed = False
         self._error: str | None = None
@@ -78,6 +80,7 @@ class SimDevice:
                 with self._reply:
                     if op is Op.IRQ:
                         self._irqs.update(32 * addr + b for b in range(32) if value >> b & 1)
+                        os.eventfd_write(self.irq_fd, 1)
                     else:
                         self._replies[tag] = (status, value)
                     self._reply.notify_all()
@@ -128,6 +131,10 @@ class SimDevice:
             if self._error and not self._irqs:
                 raise DeviceError(f"simulated card at {self.path}: {self._error}")
             fired, self._irqs = self._irqs, set()
+            try:
+                os.eventfd_read(self.irq_fd)
+            except BlockingIOError:
+                pass
             return fired
 
     # host memory by bus address (for the ring helpers' read/write callables)
@@ -154,6 +161,7 @@ class SimDevice:
             pass
         self._sock.close()
         self._reader.join(timeout=2)
+        os.close(self.irq_fd)
         try:
             self.memory.release()
             self._mem.close()

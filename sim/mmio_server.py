@@ -1,13 +1,14 @@
 """The socket end of a served card: accepts drivers, queues their register accesses for the
 simulator and sends them interrupts (protocol: :mod:`crossnic.host.sim_protocol`).
 
-Runs in threads beside the simulation: the simulator takes requests with :meth:`take` between
-clocks and answers with :meth:`reply`; nothing here touches the simulated design.
+Polled from the simulation loop (:meth:`MmioServer.poll`), with no threads: a thread in the
+simulator process would wait for the interpreter lock behind the simulation for milliseconds
+at every message. Nothing here touches the simulated design.
 """
 
 import os
+import select
 import socket
-import threading
 from collections import deque
 from pathlib import Path
 
@@ -19,17 +20,18 @@ __all__ = ["MmioServer", "Request"]
 class _Client:
     def __init__(self, conn: socket.socket):
         self.conn = conn
-        self.lock = threading.Lock()
+        self.buf = b""
         self.alive = True
 
     def send(self, data: bytes) -> None:
-        with self.lock:
-            if not self.alive:
-                return
-            try:
-                self.conn.sendall(data)
-            except OSError:
-                self.alive = False
+        if not self.alive:
+            return
+        try:
+            self.conn.setblocking(True)      # replies are small; never drop half of one
+            self.conn.sendall(data)
+            self.conn.setblocking(False)
+        except OSError:
+            self.alive = False
 
 
 class Request:
@@ -51,8 +53,8 @@ class MmioServer:
         self.memory_size = memory_size
         self.vectors = vectors
         self.requests: deque[Request] = deque()
-        self._cond = threading.Condition()
-        self._clients: list[_Client] = []
+        self._clients: list[_Client] = []       # greeted: they get interrupts
+        self._conns: list[_Client] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()
@@ -60,58 +62,70 @@ class MmioServer:
         self.sock.bind(str(self.path))
         os.chmod(self.path, 0o660)
         self.sock.listen(8)
-        threading.Thread(target=self._accept, name="mmio-accept", daemon=True).start()
+        self.sock.setblocking(False)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            client = _Client(conn)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: _Client) -> None:
+    def poll(self, timeout: float = 0) -> None:
+        """Accept clients and read their messages, waiting up to ``timeout`` seconds for the
+        first; register accesses are queued for :meth:`take`."""
+        socks = [self.sock] + [c.conn for c in self._conns]
         try:
-            while True:
-                raw = b""
-                while len(raw) < MESSAGE.size:
-                    chunk = client.conn.recv(MESSAGE.size - len(raw))
-                    if not chunk:
-                        return
-                    raw += chunk
+            readable, _, _ = select.select(socks, [], [], timeout)
+        except (OSError, ValueError):
+            readable = []
+        for s in readable:
+            if s is self.sock:
                 try:
-                    op, _, tag, addr, value = unpack(raw)
-                except ValueError:
-                    return                  # not our protocol: drop the connection
-                if op is Op.HELLO:
-                    path = self.memory_path.encode()
-                    client.send(pack(Op.HELLO, self.vectors, len(path), self.memory_size) + path)
-                    with self._cond:
-                        self._clients.append(client)
-                elif op in (Op.READ, Op.WRITE, Op.BYE):
-                    with self._cond:
-                        self.requests.append(Request(client, op, tag, addr, value))
-                        self._cond.notify_all()
-                else:
-                    return
-        except OSError:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    continue
+                conn.setblocking(False)
+                self._conns.append(_Client(conn))
+                continue
+            client = next(c for c in self._conns if c.conn is s)
+            try:
+                data = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(client)
+                continue
+            client.buf += data
+            while len(client.buf) >= MESSAGE.size and client.alive:
+                raw, client.buf = client.buf[:MESSAGE.size], client.buf[MESSAGE.size:]
+                self._message(client, raw)
+
+    def _message(self, client: _Client, raw: bytes) -> None:
+        try:
+            op, _, tag, addr, value = unpack(raw)
+        except ValueError:
+            self._drop(client)              # not our protocol
             return
-        finally:
-            client.alive = False
-            with self._cond:
-                if client in self._clients:
-                    self._clients.remove(client)
-            client.conn.close()
+        if op is Op.HELLO:
+            path = self.memory_path.encode()
+            client.send(pack(Op.HELLO, self.vectors, len(path), self.memory_size) + path)
+            if client not in self._clients:
+                self._clients.append(client)
+        elif op in (Op.READ, Op.WRITE, Op.BYE):
+            self.requests.append(Request(client, op, tag, addr, value))
+        else:
+            self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        client.alive = False
+        for group in (self._clients, self._conns):
+            if client in group:
+                group.remove(client)
+        client.conn.close()
 
     def take(self) -> Request | None:
-        with self._cond:
-            return self.requests.popleft() if self.requests else None
+        return self.requests.popleft() if self.requests else None
 
     def wait(self, timeout: float) -> None:
-        """Block until a request is queued or ``timeout`` seconds pass."""
-        with self._cond:
-            self._cond.wait_for(lambda: bool(self.requests), timeout)
+        """Block until a message arrives or ``timeout`` seconds pass."""
+        if not self.requests:
+            self.poll(timeout)
 
     def reply(self, req: Request, value: int = 0, status: int = 0) -> None:
         req.client.send(pack(req.op, req.tag, req.addr, value, status))
@@ -121,25 +135,17 @@ class MmioServer:
         msgs = b"".join(pack(Op.IRQ, 0, group, vectors >> 32 * group & 0xFFFF_FFFF)
                         for group in range((self.vectors + 31) // 32)
                         if vectors >> 32 * group & 0xFFFF_FFFF)
-        with self._cond:
-            clients = list(self._clients)
-        for c in clients:
+        for c in list(self._clients):
             c.send(msgs)
 
     @property
     def clients(self) -> int:
-        with self._cond:
-            return len(self._clients)
+        return len(self._clients)
 
     def close(self) -> None:
         self.sock.close()
-        with self._cond:
-            clients, self._clients = self._clients, []
-        for c in clients:
-            try:
-                c.conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for c in list(self._conns):
+            self._drop(c)
         try:
             self.path.unlink()
         except FileNotFoundError:

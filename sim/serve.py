@@ -94,6 +94,7 @@ def serve_card(socket_path: Path, ports: Sequence[str], *, memory_mb: int = DEFA
     try:
         simulate(NicCore(), "crossnic.sim.serve_tb", testcase="serve",
                  params={"socket": str(socket_path), "memory": str(mem), "memory_size": size,
+                         "stats": str(socket_path) + ".stats",
                          "ports": [{"kind": s.kind, "name": s.name, "local": s.local,
                                     "remote": s.remote} for s in specs]})
     except SimulationError as e:
@@ -102,6 +103,7 @@ def serve_card(socket_path: Path, ports: Sequence[str], *, memory_mb: int = DEFA
         stop.set()
         signal.signal(signal.SIGTERM, old)
         mem.unlink(missing_ok=True)
+        Path(str(socket_path) + ".stats").unlink(missing_ok=True)
         try:
             if socket_path.is_socket():
                 socket_path.unlink()

@@ -11,12 +11,15 @@ blocks on the request queue for a millisecond at a time instead of simulating an
 full speed: a served card costs little CPU while it waits.
 """
 
+import json
 import logging
 import mmap
 import os
+import time
 
 import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.utils import get_sim_time
 from cocotbext.eth import GmiiFrame
 
 from crossnic.host.sim_protocol import Op
@@ -31,6 +34,8 @@ STEP = 16
 QUIET_STEPS = 128
 #: Seconds to block when quiet.
 QUIET_WAIT = 0.001
+#: The card's clock period (ns).
+CLOCK_NS = 8
 #: AXI response of an access outside BAR0.
 DECERR = 3
 
@@ -57,6 +62,18 @@ async def _transmit(card: Card, k: int, cables, activity: list[int]) -> None:
             cable.send(payload)
 
 
+def _report(path: str, stats: dict, seconds: float) -> None:
+    """Serve-mode figures: simulated cycles per second while busy, overall."""
+    busy = stats["busy_seconds"]
+    out = dict(stats, seconds=round(seconds, 3),
+               busy_cycles_per_s=round(stats["busy_cycles"] / busy) if busy else None,
+               cycles_per_s=round(stats["cycles"] / seconds) if seconds else None)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    os.replace(tmp, path)
+
+
 @cocotb.test()
 async def serve(dut):
     p = params()
@@ -80,11 +97,18 @@ async def serve(dut):
     lines = 0
     quiet = 0
     steps = 0
+    stats = {"cycles": 0, "busy_cycles": 0, "busy_seconds": 0.0, "requests": 0,
+             "frames_in": 0}
+    stats_path = p.get("stats")
+    started = last_report = time.monotonic()
     try:
         while True:
             busy = False
+            step_start, step_ns = time.monotonic(), get_sim_time("ns")
+            server.poll(0)
             while (req := server.take()) is not None:
                 busy = True
+                stats["requests"] += 1
                 if req.op in (Op.READ, Op.WRITE) and 4 * req.addr >= bar_size:
                     server.reply(req, 0xFFFF_FFFF, DECERR)     # beyond BAR0
                 elif req.op is Op.READ:
@@ -99,20 +123,33 @@ async def serve(dut):
             for k, (_, cable) in enumerate(cables):
                 for frame in cable.poll():
                     busy = True
+                    stats["frames_in"] += 1
                     card.wire[k].send_nowait(GmiiFrame.from_payload(frame))
             now = _bits(dut.rx_irq) | _bits(dut.tx_irq) << rings
             if now & ~lines:
                 server.interrupt(now & ~lines)
             lines = now
-            if (busy or activity[0] or any(not w.idle() for w in card.wire)
-                    or any(_bits(s) for s in axi_valid)):
+            why = ("request" if busy else "transmit" if activity[0] else
+                   "receive" if any(not w.idle() for w in card.wire) else
+                   "dma" if any(_bits(s) for s in axi_valid) else None)
+            if why:
                 quiet, activity[0] = 0, 0
+                stats["busy_" + why] = stats.get("busy_" + why, 0) + 1
             else:
                 quiet += 1
             if quiet > QUIET_STEPS:
                 server.wait(QUIET_WAIT)
+            else:
+                step_start = time.monotonic()
             await ClockCycles(dut.clk, STEP)
             steps += 1
+            stats["cycles"] = int(get_sim_time("ns")) // CLOCK_NS
+            if quiet <= QUIET_STEPS:
+                stats["busy_cycles"] += int(get_sim_time("ns") - step_ns) // CLOCK_NS
+                stats["busy_seconds"] += time.monotonic() - step_start
+            if stats_path and time.monotonic() - last_report > 1.0:
+                last_report = time.monotonic()
+                _report(stats_path, stats, last_report - started)
             if steps % 4096 == 0 and os.getppid() != parent:
                 return                                  # the launcher is gone
     finally:
