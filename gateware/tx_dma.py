@@ -395,13 +395,18 @@ class TxDmaEngine(wiring.Component):
         # waits for the engine to drain, and nothing becomes due while it is drained)
         reset_any, wb_any = Signal(), Signal()
         m.d.sync += [reset_any.eq(reset_req.any()), wb_any.eq(wb_due.any())]
+        # a frame done in the last three clocks may not show in `wb_any` yet
+        head_pend = Signal()
+        recent = Signal(2)
+        m.d.sync += recent.eq(Cat(head_pend, recent[0]))
         with m.FSM(name="claim"):
             with m.State("IDLE"):
                 offer = sched.offer
                 take = (ready & ~reset_any & sched.offer_valid &
                         ((inflight < nfl - 1) | (offer.limited & (inflight < nfl))))
                 m.d.sync += a_k.eq(order[0])
-                with m.If(ready & reset_any & (inflight == 0) & wb_idle & ~wb_any):
+                with m.If(ready & reset_any & (inflight == 0) & wb_idle & ~wb_any &
+                          ~head_pend & ~recent.any()):
                     with m.If(reset_req.bit_select(reset_ring, 1)):
                         m.next = "RESET"
                     with m.Else():
@@ -644,7 +649,6 @@ class TxDmaEngine(wiring.Component):
         # data path, and `head` is a RAM that may sit far away. Nothing reads the new head
         # sooner (the write-back stage sees `wb_due` a clock later and reads two clocks after
         # that; a ring reset waits for the write-back).
-        head_pend = Signal()
         head_pend_ring = Signal(rb)
         head_pend_value = Signal(16)
         m.d.sync += head_pend.eq(done)
@@ -831,6 +835,6 @@ class TxDmaEngine(wiring.Component):
         # W1C nor a scan in the same clock loses an interrupt or a write-back.
         with m.If(irq_set):
             m.d.sync += irq_status.bit_select(w_ring, 1).eq(1)
-        with m.If(done):
-            m.d.sync += wb_due.bit_select(fr.ring, 1).eq(1)
+        with m.If(head_pend):          # (a clock after `done`, like the head itself)
+            m.d.sync += wb_due.bit_select(head_pend_ring, 1).eq(1)
         return m
