@@ -4,12 +4,16 @@ outside station crosses the simulated card."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from crossnic.host.admin import AdminError, request
 from crossnic.sim.serve import wait_for_socket
 
 pytestmark = [
@@ -30,7 +34,10 @@ class Setup:
     def __init__(self, tmp):
         self.tmp = tmp
         self.card_sock = tmp / "card.sock"
-        self.daemon_sock = tmp / "crossnicd.sock"
+        # in a directory any user may enter (pytest's own are root-only), for the permission test
+        self.run_dir = Path(tempfile.mkdtemp(prefix="crossnicd-test-", dir="/run"))
+        os.chmod(self.run_dir, 0o711)
+        self.daemon_sock = self.run_dir / "crossnicd.sock"
         self.db = tmp / "config.db"
         self.procs: list[subprocess.Popen] = []
         self.daemon: subprocess.Popen | None = None
@@ -87,6 +94,7 @@ def setup(tmp_path_factory):
         log.close()
         for ns in (EXT, WEB, DB):
             sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(s.run_dir, ignore_errors=True)
 
 
 SERVER = textwrap.dedent("""
@@ -199,6 +207,30 @@ def test_bad_requests_change_nothing(setup):
     assert s.ok("show-vnic", "--json") == before
     assert sh("ip", "netns", "list").stdout == before_ns
     assert "vx" not in sh("ip", "link").stdout
+
+
+def test_show_commands_and_who_may_ask(setup):
+    s = setup
+    props = json.loads(s.ok("show-linkprop", f"v{WEB}", "--json"))
+    assert {(p["property"], p["value"]) for p in props} == {("maxbw", 500_000_000),
+                                                             ("priority", "high")}
+    vns = {v["name"]: v for v in json.loads(s.ok("show-vns", "--json"))}
+    assert vns[DB]["sysctls"] == {"net.ipv4.ip_default_ttl": "33"}
+    assert vns[WEB]["vnics"] == [f"v{WEB}"] and vns[WEB]["vns_id"] != vns[DB]["vns_id"]
+    table = s.ok("show-vnic").splitlines()
+    assert table[0].split()[:3] == ["NAME", "OVER", "MAC"] and len(table) == 3
+    # a client that is neither root nor in the daemon's group is refused by the daemon itself
+    # (the socket opened to everyone for the test; SO_PEERCRED has the connecting euid)
+    os.chmod(s.daemon_sock, 0o666)
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        with pytest.raises(AdminError, match="permission denied"):
+            request("show-vnic", {}, s.daemon_sock)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.chmod(s.daemon_sock, 0o660)
 
 
 def test_runtime_changes_and_restart_restores_the_configuration(setup):
