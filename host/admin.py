@@ -160,7 +160,7 @@ def _set_vns(args, sock):
 
 def _show_vns(args, sock):
     rows = request("show-vns", {"name": args.name}, sock)
-    for r in rows:
+    for r in ([] if args.json else rows):       # JSON keeps lists and objects as they are
         r["ips"] = ",".join(r["ips"])
         r["vnics"] = ",".join(r["vnics"])
         r["sysctls"] = ",".join(f"{k}={v}" for k, v in r["sysctls"].items())

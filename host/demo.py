@@ -80,7 +80,7 @@ def run_demo(*, say=print, keep_going: threading.Event | None = None) -> dict:
         say("starting the simulated card (Verilator; the first run builds it, a few minutes)")
         t0 = time.monotonic()
         try:
-            card = start_card(tmp / "card.sock", ["tap:" + ext_tap, "none"],
+            card = start_card(tmp / "demo-card.sock", ["tap:" + ext_tap, "none"],
                               tmp / "serve.log")
         except CardStartError as e:
             raise DemoError(str(e)) from None
@@ -94,7 +94,7 @@ def run_demo(*, say=print, keep_going: threading.Event | None = None) -> dict:
         netns.ip("link", "set", ext_tap, "up", ns=ext_ns)
         say(f"external host: namespace {ext_ns}, {EXT_IP} on port 0's wire")
 
-        dev = SimDevice(tmp / "card.sock")
+        dev = SimDevice(tmp / "demo-card.sock")
         daemon = Daemon(dev, tmp / "config.db")
         threading.Thread(target=daemon.serve, args=(tmp / "crossnicd.sock",),
                          daemon=True).start()

@@ -13,6 +13,7 @@ Thread-safe: configuration calls and the service loop (:meth:`Driver.service`) t
 import inspect
 import os
 import select
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ from .device import Device, DmaBuffer
 from .registers import Registers
 from .rings import RxRing, TxRing
 
-__all__ = ["Driver", "Vnic", "DriverError", "FLOOD_RING", "TABLES"]
+__all__ = ["Driver", "Vnic", "DriverError", "FLOOD_RING", "TABLES", "tag", "untag", "auto_mac",
+           "random_mac"]
 
 FLOOD_RING = 0
 #: Table sizes of the card (NicCore's build parameters).
@@ -329,6 +331,8 @@ class Driver:
                 self._fan_out(c, frame)
             else:
                 v = self._by_rx.get(ring.index)
+                if v is not None and v.vlan:
+                    frame = untag(frame)
                 if v is not None and v.tap.write(frame):
                     v.stats["rx_frames"] += 1
                     v.stats["rx_bytes"] += len(frame)
@@ -344,9 +348,10 @@ class Driver:
         if port == _HAIRPIN_PORT:
             sender = next((v for v in self.vnics.values() if v.mac == src), None)
             port = sender.port if sender else None
+        plain = untag(frame) if vlan else frame
         for v in self.vnics.values():
             if v.vlan == vlan and v.port == port and v.mac != src:
-                if v.tap.write(frame):
+                if v.tap.write(plain):
                     v.stats["rx_flooded"] += 1
                     self.flood_stats["deliveries"] += 1
 
@@ -362,7 +367,7 @@ class Driver:
             if len(frame) > self.buf_size or len(frame) < 14 or room <= len(frames):
                 v.stats["tx_drops"] += 1
                 continue
-            frames.append(frame)
+            frames.append(tag(frame, v.vlan) if v.vlan else frame)
         if frames:
             self._write(v.tx.send(self.dev.mem_write, frames))
             v.stats["tx_frames"] += len(frames)
@@ -385,6 +390,17 @@ class Driver:
                 if hasattr(tap, "close"):
                     tap.close()
             self._write([(f"rx_ring[{FLOOD_RING}].ctrl", 0)])
+
+
+def tag(frame: bytes, vlan: int, pcp: int = 0) -> bytes:
+    """The frame with an 802.1Q tag (VLAN ``vlan``) after its source MAC: a VNIC in a VLAN is
+    an access port, its host side sees untagged frames."""
+    return frame[:12] + struct.pack("!HH", 0x8100, pcp << 13 | vlan) + frame[12:]
+
+
+def untag(frame: bytes) -> bytes:
+    """The frame without its 802.1Q tag (unchanged if it has none)."""
+    return frame[:12] + frame[16:] if frame[12:14] == b"\x81\x00" else frame
 
 
 def auto_mac(card_serial: int, index: int) -> int:

@@ -179,6 +179,24 @@ def test_flows_are_programmed_and_counted(setup):
     assert [f["flow"] for f in json.loads(s.ok("show-flow", "--json"))] == ["dbtcp"]
 
 
+def test_vnics_in_a_vlan(setup):
+    """Two VNICs in VLAN 7: their frames carry the tag on the card (the MAC table matches MAC
+    and VLAN, the flood ring fans ARP out within the VLAN), their TAPs see plain frames."""
+    s = setup
+    a, b = f"cn7a{TAG}", f"cn7b{TAG}"
+    s.ok("create-vns", a, "--ip", "10.9.7.1/24")
+    s.ok("create-vns", b, "--ip", "10.9.7.2/24")
+    s.ok("create-vnic", f"v{a}", "--over", "port0", "--vlan", "7", "--vns", a)
+    s.ok("create-vnic", f"v{b}", "--over", "port0", "--vlan", "7", "--vns", b)
+    try:
+        assert json.loads(s.ok("show-vnic", f"v{b}", "--json"))[0]["vlan"] == 7
+        assert tcp(b, a, "10.9.7.2", 5010, size=8192) == "10.9.7.1"
+    finally:
+        for n in (a, b):
+            s.ok("delete-vnic", f"v{n}")
+            s.ok("delete-vns", n)
+
+
 def test_bad_requests_change_nothing(setup):
     s = setup
     before_ns = sh("ip", "netns", "list").stdout
@@ -258,11 +276,26 @@ def test_runtime_changes_and_restart_restores_the_configuration(setup):
     assert [v["name"] for v in json.loads(s.ok("show-vnic", "--json"))] == [f"v{DB}"]
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p.name))
+    return out
+
+
 def test_a_lost_card_is_a_clear_error_and_cleanup_still_happens(setup):
     """Last: the simulator is killed under the daemon. Requests fail with "device lost" at once
     (no hang); stopping the daemon still removes its namespaces."""
     s = setup
-    s.card.kill()
+    for pid in _children(s.card.pid):         # the simulator
+        os.kill(pid, 9)
+    s.card.kill()                             # and its launcher
     s.card.wait(30)
     r = s.cli("show-stats")
     assert r.returncode == 1 and "device lost" in r.stderr, r.stderr

@@ -15,8 +15,8 @@ from crossnic.host.demo import DemoError, run_demo
 def _leftovers() -> set[str]:
     ns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    shm = {p.name for p in Path("/dev/shm").glob("crossnic-*")} if Path("/dev/shm").is_dir() \
-        else set()
+    shm = {p.name for p in Path("/dev/shm").glob("crossnic-demo-card-*")} \
+        if Path("/dev/shm").is_dir() else set()
     return ({n for n in ns if n.startswith(("red", "blue", "cndemo"))}
             | {w for w in links.split() if w.startswith(("cndx", "vred", "vblue"))} | shm)
 
