@@ -29,9 +29,15 @@ def request(cmd: str, args: dict, sock_path: Path) -> object:
         raise AdminError(f"cannot reach crossnicd at {sock_path}: {e.strerror or e} "
                          "(start it with: crossnic daemon)") from None
     with s, s.makefile("rwb") as f:
-        f.write(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
-        f.flush()
-        line = f.readline()
+        try:
+            f.write(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+            f.flush()
+        except BrokenPipeError:
+            pass                        # refused at once: the reason is waiting to be read
+        try:
+            line = f.readline()
+        except ConnectionResetError:
+            line = b""
     if not line:
         raise AdminError("crossnicd closed the connection")
     reply = json.loads(line)

@@ -625,9 +625,15 @@ class Daemon:
         with conn:
             f = conn.makefile("rwb")
             if not self.allowed(conn):
-                f.write(json.dumps({"ok": False, "error": "permission denied: crossnicd takes "
-                                    "requests from root (or its group) only"}).encode() + b"\n")
-                f.flush()
+                conn.settimeout(2.0)
+                try:
+                    f.readline()                 # the request, unread: then the refusal
+                    f.write(json.dumps({"ok": False, "error": "permission denied: crossnicd "
+                                        "takes requests from root (or its group) only"}
+                                       ).encode() + b"\n")
+                    f.flush()
+                except OSError:
+                    pass
                 return
             for line in f:
                 try:

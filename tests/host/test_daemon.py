@@ -171,7 +171,8 @@ def test_flows_are_programmed_and_counted(setup):
     # the flow's frames land in a ring of their own, and still reach the VNIC (TCP worked)
     db_ring = json.loads(s.ok("show-vnic", f"v{DB}", "--json"))[0]["rx_ring"]
     assert flows["dbtcp"]["ring"] not in (0, db_ring)
-    assert flows["dbtcp"]["ring_frames"] == flows["dbtcp"]["hits"]
+    # (a hit is counted when the frame is classified, the ring's frame when it is delivered)
+    assert 3 < flows["dbtcp"]["ring_frames"] <= flows["dbtcp"]["hits"]
     assert flows["dbtcp"]["transport"] == "tcp" and flows["dbtcp"]["priority"] == "high"
     r = s.cli("add-flow", "bad", "--link", f"v{DB}", "-a", "local_port=80")
     assert r.returncode == 1 and "needs transport" in r.stderr
