@@ -136,13 +136,19 @@ def _show_linkprop(args, sock):
     return 0
 
 
-def _create_vns(args, sock):
-    sysctls = {}
-    for item in args.sysctl or []:
+def _sysctls(items: list[str] | None) -> dict[str, str]:
+    """``--sysctl NAME=VALUE`` options -> dict."""
+    out = {}
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise AdminError(f"--sysctl takes NAME=VALUE, not {item!r}")
-        sysctls[key] = value
+        out[key] = value
+    return out
+
+
+def _create_vns(args, sock):
+    sysctls = _sysctls(args.sysctl)
     r = request("create-vns", {"name": args.name, "ips": args.ip or [], "routes":
                                args.route or [], "mtu": args.mtu, "sysctls": sysctls,
                                "temporary": args.t}, sock)
@@ -151,12 +157,7 @@ def _create_vns(args, sock):
 
 
 def _set_vns(args, sock):
-    sysctls = {}
-    for item in args.sysctl or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise AdminError(f"--sysctl takes NAME=VALUE, not {item!r}")
-        sysctls[key] = value
+    sysctls = _sysctls(args.sysctl)
     if args.mtu is None and not sysctls:
         raise AdminError("set-vns takes --mtu and/or --sysctl NAME=VALUE")
     request("set-vns", {"name": args.name, "mtu": args.mtu, "sysctls": sysctls,

@@ -115,7 +115,8 @@ class Tap:
                                                          _IFF_TAP | _IFF_NO_PI))
         except OSError as e:
             os.close(self.fd)
-            raise NetError(f"cannot create TAP {name}: {e.strerror}") from None
+            raise NetError(f"cannot create TAP {name}: {e.strerror} (root or CAP_NET_ADMIN "
+                           "is needed)") from None
 
     def read(self) -> bytes | None:
         try:

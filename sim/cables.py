@@ -13,10 +13,7 @@ checks it) between a port and something outside the simulator:
 All non-blocking: the simulator polls :meth:`Cable.poll` between clocks.
 """
 
-import fcntl
-import os
 import socket
-import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -24,9 +21,6 @@ __all__ = ["CableSpec", "CableError", "parse_cable", "open_cable", "Cable", "Tap
            "UdpCable", "NoCable"]
 
 MAX_FRAME = 9018
-_TUNSETIFF = 0x400454CA
-_IFF_TAP = 0x0002
-_IFF_NO_PI = 0x1000
 
 
 class CableError(ValueError):
@@ -96,44 +90,29 @@ class TapCable(Cable):
     """A TAP device: what the kernel sends on it goes into the port, and back."""
 
     def __init__(self, name: str):
+        from crossnic.host.netns import NetError, Tap
         super().__init__()
         self.name = name
         try:
-            self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-        except OSError as e:
-            raise CableError(f"tap:{name}: cannot open /dev/net/tun: {e.strerror}") from None
-        try:
-            ifr = struct.pack("16sH22x", name.encode(), _IFF_TAP | _IFF_NO_PI)
-            fcntl.ioctl(self.fd, _TUNSETIFF, ifr)
-        except OSError as e:
-            os.close(self.fd)
-            raise CableError(f"tap:{name}: cannot attach ({e.strerror}; root or CAP_NET_ADMIN "
-                             "is needed)") from None
+            self.tap = Tap(name)
+        except NetError as e:
+            raise CableError(f"tap:{name}: {e}") from None
         subprocess.run(["ip", "link", "set", "dev", name, "up"], check=False,
                        capture_output=True)
 
     def poll(self) -> list[bytes]:
         out = []
-        while len(out) < 64:
-            try:
-                frame = os.read(self.fd, MAX_FRAME + 18)
-            except BlockingIOError:
-                break
-            except OSError:         # the interface went down or away
-                break
+        while len(out) < 64 and (frame := self.tap.read()) is not None:
             out.append(frame)
         self.received += len(out)
         return out
 
     def send(self, frame: bytes) -> None:
         super().send(frame)
-        try:
-            os.write(self.fd, frame)
-        except OSError:
-            pass                    # link down or the queue full: a wire loses the frame too
+        self.tap.write(frame)       # link down or the queue full: a wire loses the frame too
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.tap.close()
 
 
 class UdpCable(Cable):
