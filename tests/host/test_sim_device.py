@@ -17,8 +17,8 @@ from crossnic.host.device import BusError, Device, DeviceError
 from crossnic.host.registers import Registers
 from crossnic.host.rings import RxRing, TxRing
 from crossnic.host.sim_device import SimDevice
+from crossnic.host.sim_serve_client import start_card
 from crossnic.sim.scenario import mac_text
-from crossnic.sim.serve import wait_for_socket
 
 # every test of this module on one worker, in order: they share one served card
 pytestmark = pytest.mark.xdist_group("served_card")
@@ -32,14 +32,8 @@ def served(tmp_path_factory):
     """A card served with port 0 cabled to port 1."""
     tmp = tmp_path_factory.mktemp("served")
     sock = tmp / "card.sock"
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
-                             str(sock), "--port0", "other", "--memory-mb", "16"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = start_card(sock, ["other", "none"], tmp / "serve.log", memory_mb=16)
     try:
-        if not wait_for_socket(sock, 1200, lambda: proc.poll() is None):
-            log.flush()
-            pytest.fail(f"the served card did not come up:\n{(tmp / 'serve.log').read_text()}")
         yield sock, proc
     finally:
         if proc.poll() is None:
@@ -48,7 +42,6 @@ def served(tmp_path_factory):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from crossnic.host.classifier import ClassifierConfig, MacEntry, Policy, VnicSet
 from crossnic.host.registers import Registers
 from crossnic.host.rings import RxRing, TxRing
 from crossnic.host.sim_device import SimDevice
+from crossnic.host.sim_serve_client import start_card
 from crossnic.sim.scenario import mac_text
-from crossnic.sim.serve import wait_for_socket
 
 pytestmark = [
     pytest.mark.xdist_group("tap_card"),
@@ -39,13 +39,8 @@ def tap_card(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tap")
     tap, ns = f"cnt{os.getpid() % 100000}", f"crossnic-t{os.getpid()}"
     sock = tmp / "card.sock"
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
-                             str(sock), "--port0", f"tap:{tap}", "--memory-mb", "16"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = start_card(sock, [f"tap:{tap}", "none"], tmp / "serve.log", memory_mb=16)
     try:
-        if not wait_for_socket(sock, 1200, lambda: proc.poll() is None):
-            pytest.fail(f"the served card did not come up:\n{(tmp / 'serve.log').read_text()}")
         sh("ip", "netns", "add", ns)
         sh("ip", "link", "set", tap, "netns", ns)
         sh("ip", "-n", ns, "link", "set", tap, "up")
@@ -58,7 +53,6 @@ def tap_card(tmp_path_factory):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        log.close()
         sh("ip", "netns", "del", ns, check=False)
 
 
