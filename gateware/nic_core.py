@@ -48,7 +48,7 @@ __all__ = ["NicCore", "NicInfo", "NIC_ID"]
 
 #: ``nic.id``: the bytes "XNIC" (little-endian), so a driver knows what it found.
 NIC_ID = 0x43494E58
-NIC_VERSION = 1
+NIC_VERSION = 2
 #: Beats of the frame queue behind the parser, and the room a frame needs to be started
 #: (a 1522-byte frame is 381 beats; the parser holds up to 16 more in flight).
 QUEUE_BEATS = 2048
@@ -56,8 +56,8 @@ ROOM_BEATS = 381 + 24
 
 
 class NicInfo(wiring.Component):
-    """Identification and build parameters, a scratch register, and the count of register
-    accesses the AXI4-Lite bridge refused (read latency 2).
+    """Identification and build parameters, a scratch register, the count of register
+    accesses the AXI4-Lite bridge refused, and a free-running cycle counter (read latency 2).
 
     ``errors`` takes the bridge's pulses (bit 0 SLVERR: misaligned or partial-strobe access;
     bit 1 DECERR: no register there), so the host can see bad accesses, not only the
@@ -86,6 +86,8 @@ class NicInfo(wiring.Component):
                           "misaligned, or a write with partial strobes (write clears)"),
             Register.word("decerr", 5, Access.WC, "register accesses answered DECERR: no "
                           "register at that address (write clears)"),
+            Register.word("cycles", 6, ro, "core clock cycles since reset (free-running, "
+                          "wraps): the card's time, for rates measured in card time"),
         ), cls.read_latency)
 
     def elaborate(self, platform):
@@ -93,9 +95,11 @@ class NicInfo(wiring.Component):
         scratch = Signal(32)
         refused = [Signal(32, name="slverr"), Signal(32, name="decerr")]
         word = Signal(32)
+        cycles = Signal(32)
+        m.d.sync += cycles.eq(cycles + 1)
         with m.Switch(self.csr.addr):
             for addr, value in enumerate([C(NIC_ID, 32), C(NIC_VERSION, 32),
-                                          C(self._params, 32), scratch, *refused]):
+                                          C(self._params, 32), scratch, *refused, cycles]):
                 with m.Case(addr):
                     m.d.sync += word.eq(value)
             with m.Default():

@@ -15,6 +15,7 @@
   in the configured group (checked with ``SO_PEERCRED``).
 """
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -166,6 +167,7 @@ class Daemon:
             if netns.netns_exists(name):
                 raise RequestError(f"a network namespace {name} exists already (not ours)")
             ips = [self._check_ip(a) for a in ips]
+            self._check_ips_free(ips)
             routes = [self._check_route(r) for r in routes]
             if mtu is not None and not 68 <= int(mtu) <= 9000:
                 raise RequestError(f"MTU is 68..9000, not {mtu}")
@@ -255,6 +257,19 @@ class Daemon:
             return str(ipaddress.ip_interface(text))
         except ValueError:
             raise RequestError(f"not an address/prefix length: {text!r}") from None
+
+    def _check_ips_free(self, ips: list[str]) -> None:
+        """An address belongs to one VNS instance: the card's local-IP table has one owner
+        per address."""
+        owner = {a.split("/")[0]: p["name"] for p in self.vns.values() for a in p["ips"]}
+        seen: set[str] = set()
+        for a in ips:
+            addr = a.split("/")[0]
+            if addr in owner:
+                raise RequestError(f"{addr} is already an address of VNS {owner[addr]}")
+            if addr in seen:
+                raise RequestError(f"{addr} is given twice")
+            seen.add(addr)
 
     @staticmethod
     def _check_route(route) -> list[str]:
@@ -409,16 +424,17 @@ class Daemon:
             if priority not in PRIORITIES:
                 raise RequestError(f"priority is low, medium or high, not {priority!r}")
             if len(self.flows) >= len(self.driver.flows):
-                raise RequestError("the card's flow table is full")
+                raise RequestError(f"the card's flow table is full ({len(self.driver.flows)} "
+                                   f"entries)")
+            entry = self._flow_entry(attrs, v, PRIORITIES[priority], v.rx.index)
+            # a receive ring of its own while rings and DMA memory last; after that the flow
+            # shares its VNIC's ring (classified and counted the same, as Crossbow's flows
+            # fall back to software rings when the hardware has none left)
             try:
                 ring = self.driver.add_flow_ring(link)
-            except DriverError as e:
-                raise RequestError(str(e)) from None
-            try:
-                entry = self._flow_entry(attrs, v, PRIORITIES[priority], ring)
-            except RequestError:
-                self.driver.remove_flow_ring(ring)
-                raise
+                entry = dataclasses.replace(entry, ring=ring)
+            except DriverError:
+                ring = None
             self.flows[name] = {"name": name, "link": link, "attrs": dict(attrs),
                                 "priority": priority, "entry": entry, "ring": ring,
                                 "temporary": temporary}
@@ -427,7 +443,8 @@ class Daemon:
             except (DriverError, ValueError) as e:
                 del self.flows[name]
                 self._load_flows()
-                self.driver.remove_flow_ring(ring)
+                if ring is not None:
+                    self.driver.remove_flow_ring(ring)
                 raise RequestError(str(e)) from None
             if store and not temporary:
                 self.db.put_flow(name, link, attrs, priority)
@@ -439,7 +456,8 @@ class Daemon:
                 raise RequestError(f"no flow {name}")
             f = self.flows.pop(name)
             self._load_flows()
-            self.driver.remove_flow_ring(f["ring"])
+            if f["ring"] is not None:
+                self.driver.remove_flow_ring(f["ring"])
             if not temporary:
                 self.db.delete_flow(name)
 
@@ -453,9 +471,10 @@ class Daemon:
         f = self.flows[name]
         slot = self._flow_slots().get(name)
         return {"flow": name, "link": f["link"], **{k: str(v) for k, v in f["attrs"].items()},
-                "priority": f["priority"], "ring": f["ring"],
+                "priority": f["priority"], "ring": f["entry"].ring,
+                "own_ring": f["ring"] is not None,
                 "hits": self.driver.flow_hits(slot) if slot is not None else 0,
-                "ring_frames": self.driver.regs.read(f"rx_ring[{f['ring']}].frames")}
+                "ring_frames": self.driver.regs.read(f"rx_ring[{f['entry'].ring}].frames")}
 
     def _flow_slots(self) -> dict[str, int]:
         """Most specific first, then in creation order."""
@@ -581,6 +600,9 @@ class Daemon:
             return {"ok": False, "error": f"device lost: {e}"}
         except TypeError as e:
             return {"ok": False, "error": f"bad arguments for {cmd}: {e}"}
+        except Exception as e:                      # a bug: said, logged, the daemon goes on
+            log.exception("%s failed", cmd)
+            return {"ok": False, "error": f"internal error in {cmd}: {e!r} (see the daemon's log)"}
 
     def allowed(self, conn: socket.socket) -> bool:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))

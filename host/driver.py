@@ -71,6 +71,7 @@ class Vnic:
     mac_slot: int
     buffers: list[DmaBuffer] = field(default_factory=list)
     local_ips: dict[str, int] = field(default_factory=dict)     # address -> table slot
+    tx_full: bool = False          # the transmit ring filled: frames wait in the TAP's queue
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ["rx_frames", "rx_bytes", "rx_flooded", "tx_frames", "tx_bytes", "tx_drops"], 0))
 
@@ -138,10 +139,21 @@ class Driver:
         for k in range(self.vnic_count):
             self._write(vnic_writes(k, VnicSettings()))
 
+    def _alloc(self, *requests: tuple[int, int]) -> list[DmaBuffer]:
+        """DMA buffers of (size, alignment) each, all or none."""
+        got: list[DmaBuffer] = []
+        try:
+            for size, align in requests:
+                got.append(self.dev.alloc(size, align))
+        except MemoryError as e:
+            for b in got:
+                self.dev.free(b)
+            raise DriverError(f"host memory for DMA is exhausted ({e})") from None
+        return got
+
     def _rx_ring(self, index: int) -> tuple[RxRing, list[DmaBuffer]]:
         n = 1 << self.ring_log2
-        desc, cpl = self.dev.alloc(16 * n), self.dev.alloc(16 * n)
-        bufs = self.dev.alloc(self.buf_size * n, 4096)
+        desc, cpl, bufs = self._alloc((16 * n, 64), (16 * n, 64), (self.buf_size * n, 4096))
         ring = RxRing(index, self.ring_log2, desc.addr, cpl.addr, bufs.addr, self.buf_size)
         return ring, [desc, cpl, bufs]
 
@@ -162,19 +174,26 @@ class Driver:
             if not 0 <= vlan < 4095:
                 raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
             if any(v.mac == mac and v.vlan == vlan for v in self.vnics.values()):
-                raise DriverError(f"MAC {mac:012x} is already used in VLAN {vlan}")
+                text = ":".join(f"{b:02x}" for b in mac.to_bytes(6, "big"))
+                raise DriverError(f"MAC {text} is already used in VLAN {vlan}")
             if not self._free_rings or not self._free_vnics:
                 raise DriverError("no free rings or VNIC numbers on the card")
             if None not in self.macs:
                 raise DriverError("the MAC table is full")
             rate = rate_register(maxbw, rings=self.rings, clk_hz=self.clk_hz) if maxbw else 0
-            ring = self._free_rings.pop(0)
-            index = self._free_vnics.pop(0)
-            slot = self.macs.index(None)
+            ring = self._free_rings[0]
             rx, rx_buffers = self._rx_ring(ring)
             n = 1 << self.ring_log2
-            tdesc, wb = self.dev.alloc(16 * n), self.dev.alloc(64)
-            tbufs = self.dev.alloc(self.buf_size * n, 4096)
+            try:
+                tdesc, wb, tbufs = self._alloc((16 * n, 64), (64, 64),
+                                               (self.buf_size * n, 4096))
+            except DriverError:
+                for b in rx_buffers:
+                    self.dev.free(b)
+                raise
+            self._free_rings.pop(0)
+            index = self._free_vnics.pop(0)
+            slot = self.macs.index(None)
             self.dev.mem_write(wb.addr, bytes(4))
             tx = TxRing(ring, self.ring_log2, tdesc.addr, wb.addr, tbufs.addr, self.buf_size)
             v = Vnic(name, index, port, mac, vlan, vns_id, Priority(priority), maxbw, rx, tx,
@@ -273,8 +292,9 @@ class Driver:
             v = self._vnic(name)
             if not self._free_rings:
                 raise DriverError("no free receive ring for the flow")
-            index = self._free_rings.pop(0)
+            index = self._free_rings[0]
             ring, buffers = self._rx_ring(index)
+            self._free_rings.pop(0)
             self._start_rx(ring)
             self._flow_rings[index] = (ring, buffers)
             self._by_rx[index] = v
@@ -299,7 +319,10 @@ class Driver:
     def service(self, timeout: float = 0.005) -> int:
         """One round: wait up to ``timeout`` for a TAP frame or an interrupt, then move every
         frame waiting either way. Returns the frames moved."""
-        fds = [v.tap.fd for v in self.vnics.values() if getattr(v.tap, "fd", -1) >= 0]
+        # (a TAP whose transmit ring is full is left out until the ring has room: its frames
+        # wait in the kernel's queue, as a NIC driver stops its queue)
+        fds = [v.tap.fd for v in self.vnics.values()
+               if getattr(v.tap, "fd", -1) >= 0 and not v.tx_full]
         irq_fd = getattr(self.dev, "irq_fd", None)
         if fds and irq_fd is not None:
             select.select([*fds, irq_fd], [], [], timeout)
@@ -356,18 +379,19 @@ class Driver:
                     self.flood_stats["deliveries"] += 1
 
     def _transmit(self, v: Vnic) -> int:
+        """Frames from the VNIC's TAP into its transmit ring, as many as the ring has room for;
+        the rest stay queued in the kernel (backpressure, not drops)."""
+        room = v.tx.room(self.dev.mem_read)
         frames = []
-        room = None
-        while True:
+        while len(frames) < room:
             frame = v.tap.read()
             if frame is None:
                 break
-            if room is None:
-                room = v.tx.room(self.dev.mem_read)
-            if len(frame) > self.buf_size or len(frame) < 14 or room <= len(frames):
+            if len(frame) > self.buf_size or len(frame) < 14:
                 v.stats["tx_drops"] += 1
                 continue
             frames.append(tag(frame, v.vlan) if v.vlan else frame)
+        v.tx_full = len(frames) >= room
         if frames:
             self._write(v.tx.send(self.dev.mem_write, frames))
             v.stats["tx_frames"] += len(frames)

@@ -5,6 +5,7 @@ side of the rings is crossnic.host.rings, the scoreboard the reference model."""
 import random
 
 import cocotb
+from cocotb.triggers import ClockCycles
 
 from crossnic.gateware.nic_core import NIC_ID
 from crossnic.host.classifier import writes
@@ -22,6 +23,11 @@ async def identity(dut):
     assert await card.read("nic.params") & 0xFF == 2
     await card.write("nic.scratch", 0x12345678)
     assert await card.read("nic.scratch") == 0x12345678
+    # the cycle counter is card time: it advances by the clocks between two reads
+    t0 = await card.read("nic.cycles")
+    await ClockCycles(dut.clk, 1000)
+    t1 = await card.read("nic.cycles")
+    assert 1000 < (t1 - t0) % (1 << 32) < 1100
 
 
 @cocotb.test()

@@ -9,11 +9,15 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from crossnic.gateware.nic_core import NicCore
 from crossnic.host.admin import AdminError, request
+from crossnic.host.registers import Registers
+from crossnic.host.sim_device import SimDevice
 from crossnic.sim.serve import wait_for_socket
 
 pytestmark = [
@@ -24,6 +28,7 @@ pytestmark = [
 
 TAG = f"{os.getpid() % 10000}"
 WEB, DB, EXT = f"cnweb{TAG}", f"cndb{TAG}", f"cnext{TAG}"
+CLOCK_HZ = 125e6                                # the card's design clock
 
 
 def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -71,7 +76,7 @@ def setup(tmp_path_factory):
     ext_tap = f"cnx{TAG}"
     log = open(s.tmp / "serve.log", "w")
     card = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
-                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "32"],
+                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "64"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         if not wait_for_socket(s.card_sock, 1200, lambda: card.poll() is None):
@@ -202,7 +207,11 @@ def test_bad_requests_change_nothing(setup):
     s = setup
     before_ns = sh("ip", "netns", "list").stdout
     before = s.ok("show-vnic", "--json")
+    web_mac = json.loads(before)[0]["mac"]
     for args, message in [
+        (("create-vnic", "vx", "--over", "port0", "--mac", web_mac), "already used in VLAN 0"),
+        (("create-vns", "nsx", "--ip", "10.9.0.1/24"), "already an address of VNS " + WEB),
+        (("create-vns", "nsx", "--ip", "10.9.3.1/24", "--ip", "10.9.3.1/16"), "given twice"),
         (("create-vnic", "vx", "--over", "port0", "--vns", "nosuch"), "no VNS nosuch"),
         (("create-vnic", f"v{WEB}", "--over", "port0"), "exists"),
         (("create-vnic", "vx", "--over", "port7"), "port0..port1"),
@@ -226,6 +235,65 @@ def test_bad_requests_change_nothing(setup):
     assert s.ok("show-vnic", "--json") == before
     assert sh("ip", "netns", "list").stdout == before_ns
     assert "vx" not in sh("ip", "link").stdout
+
+
+def test_exhausted_tables_are_refused_and_change_nothing(setup):
+    """The card's tables run out as the CLI promises: a clear refusal, nothing half-made. Flows
+    outlast receive rings (a flow then shares its VNIC's ring)."""
+    s = setup
+    before = s.ok("show-vnic", "--json")
+    sock = s.daemon_sock
+    # the local-IP table (16 entries, two in use): a VNS with more addresses cannot get a VNIC
+    full = f"cnfull{TAG}"
+    s.ok("create-vns", full, *[a for k in range(16) for a in ("--ip", f"10.9.50.{k + 1}/24")])
+    r = s.cli("create-vnic", "vfull", "--over", "port0", "--vns", full)
+    assert r.returncode == 1 and "local-IP table is full" in r.stderr, r.stderr
+    assert "vfull" not in sh("ip", "-n", full, "link").stdout
+    s.ok("delete-vns", full)
+    # the MAC table (32 entries): VNICs until it is full
+    made = []
+    try:
+        for k in range(40):
+            try:
+                request("create-vnic", {"name": f"vm{k}", "over": "port1", "temporary": True},
+                        sock)
+            except AdminError as e:
+                assert "MAC table is full" in str(e), e
+                break
+            made.append(f"vm{k}")
+        assert len(made) == 32 - 2
+        r = s.cli("create-vnic", "vmx", "--over", "port1")
+        assert r.returncode == 1 and "the MAC table is full" in r.stderr, r.stderr
+    finally:
+        for name in made:
+            request("delete-vnic", {"name": name, "temporary": True}, sock)
+    assert s.ok("show-vnic", "--json") == before
+    # the flow table (64 entries): the first flows get rings of their own, the last share
+    flows = []
+    try:
+        for k in range(70):
+            try:
+                request("add-flow", {"name": f"fl{k}", "link": f"v{DB}", "temporary": True,
+                                     "attrs": {"transport": "udp", "local_port": 7000 + k}},
+                        sock)
+            except AdminError as e:
+                assert "flow table is full (64 entries)" in str(e), e
+                break
+            flows.append(f"fl{k}")
+        shown = {f["flow"]: f for f in json.loads(s.ok("show-flow", "--json"))}
+        assert len(shown) == 64
+        own = [f for f in flows if shown[f]["own_ring"]]
+        shared = [f for f in flows if not shown[f]["own_ring"]]
+        assert own and shared and flows[:len(own)] == own      # rings first, sharing after
+        db_ring = json.loads(s.ok("show-vnic", f"v{DB}", "--json"))[0]["rx_ring"]
+        assert {shown[f]["ring"] for f in shared} == {db_ring}
+        assert len({shown[f]["ring"] for f in own}) == len(own)
+        r = s.cli("add-flow", "flx", "--link", f"v{DB}", "-a", "transport=tcp")
+        assert r.returncode == 1 and "flow table is full" in r.stderr, r.stderr
+    finally:
+        for name in flows:
+            request("remove-flow", {"name": name, "temporary": True}, sock)
+    assert [f["flow"] for f in json.loads(s.ok("show-flow", "--json"))] == ["dbtcp"]
 
 
 def test_show_commands_and_who_may_ask(setup):
@@ -275,6 +343,56 @@ def test_runtime_changes_and_restart_restores_the_configuration(setup):
     s.ok("delete-vns", WEB)
     assert not os.path.exists(f"/run/netns/{WEB}")
     assert [v["name"] for v in json.loads(s.ok("show-vnic", "--json"))] == [f"v{DB}"]
+
+
+BLAST = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for k in range(int(sys.argv[2])):
+        s.sendto(bytes(1000), (sys.argv[1], 9))
+""")
+
+
+def _send_rates(regs: Registers, ring: int, frames: int) -> tuple[float, float]:
+    """Bits per second of card time at which ``frames`` UDP datagrams from the DB namespace
+    leave VNIC v{DB}'s transmit ring (frame bytes, what maxbw counts) and port 0's wire (FCS
+    included), measured while the ring is backlogged (the first and last tenth left out): the
+    card's cycle counter against the ring's and the port's byte counters."""
+    def sample():
+        return (regs.read("nic.cycles"), regs.read(f"tx_ring[{ring}].frames.lo"),
+                regs.read(f"tx_ring[{ring}].bytes.lo"), regs.read("eth0_tx.octets.lo"))
+    start = sample()
+    sh("ip", "netns", "exec", DB, sys.executable, "-c", BLAST, "10.9.0.200", str(frames))
+    samples = [start]
+    while samples[-1][1] - start[1] < frames:
+        time.sleep(0.05)
+        samples.append(sample())
+        assert len(samples) < 4000, "the frames did not all leave the ring"
+    window = [x for x in samples if frames // 10 <= x[1] - start[1] <= frames - frames // 10]
+    first, last = window[0], window[-1]
+    seconds = ((last[0] - first[0]) % (1 << 32)) / CLOCK_HZ
+    return (last[2] - first[2]) * 8 / seconds, (last[3] - first[3]) * 8 / seconds
+
+
+def test_maxbw_limits_a_vnic_in_card_time(setup):
+    """A VNIC's maxbw holds its traffic to the rate on the card's clock (the simulator runs far
+    slower than the card would, so the rate is measured in card time, not wall time)."""
+    s = setup
+    ring = json.loads(s.ok("show-vnic", f"v{DB}", "--json"))[0]["tx_ring"]
+    # a station that never answers: the frames go to the wire and nothing comes back
+    sh("ip", "-n", DB, "neigh", "replace", "10.9.0.200", "lladdr", "02:00:00:00:00:99",
+       "dev", f"v{DB}")
+    with SimDevice(s.card_sock) as dev:
+        regs = Registers(NicCore().regmap(), dev.read32, dev.write32)
+        s.ok("set-linkprop", "-p", "maxbw=400M", f"v{DB}")
+        limited, _ = _send_rates(regs, ring, 100)
+        s.ok("set-linkprop", "-p", "maxbw=0", f"v{DB}", "-t")
+        _, wire = _send_rates(regs, ring, 100)
+    print(f"maxbw 400M: ring {limited / 1e6:.1f} Mb/s; unlimited: wire {wire / 1e6:.1f} Mb/s")
+    assert 0.95 * 400e6 <= limited <= 1.02 * 400e6
+    # unlimited, one VNIC fills the gigabit line: 1046 octets per 1066 byte times (preamble
+    # and inter-frame gap) is 981 Mb/s
+    assert 0.95 * 981e6 <= wire <= 1.0e9
 
 
 def _children(pid: int) -> list[int]:
