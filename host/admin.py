@@ -179,9 +179,9 @@ def _show_vns(args, sock):
 def _add_flow(args, sock):
     attrs = _props(args.attr)
     props = _props(args.prop)
-    bad = set(props) - {"priority"}
+    bad = set(props) - {"priority", "maxbw"}
     if bad:
-        raise AdminError(f"unknown flow property {sorted(bad)[0]!r} (priority)")
+        raise AdminError(f"unknown flow property {sorted(bad)[0]!r} (priority, maxbw)")
     request("add-flow", {"name": args.name, "link": args.link, "attrs": attrs,
                          "temporary": args.t, **props}, sock)
     return 0
@@ -195,12 +195,16 @@ def _remove_flow(args, sock):
 def _show_flow(args, sock):
     rows = request("show-flow", {"name": args.name}, sock)
     _print(rows, args, ["flow", "link", "local_ip", "remote_ip", "transport", "local_port",
-                        "remote_port", "dsfield", "priority", "ring", "hits"])
+                        "remote_port", "dsfield", "priority", "maxbw", "ring", "hits"])
     return 0
 
 
 def _show_stats(args, sock):
     cols = ["link", "ipackets", "rbytes", "ierrors", "opackets", "obytes", "oerrors"]
+    if args.interval is not None and not args.interval > 0:
+        raise AdminError(f"-i takes a positive number of seconds, not {args.interval}")
+    if args.count is not None and (args.count < 1 or not args.interval):
+        raise AdminError("-c takes a positive count, and goes with -i")
     if not args.interval:
         _print(request("show-stats", {"name": args.name}, sock), args, cols)
         return 0
@@ -325,7 +329,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--link", "-l", required=True, metavar="VNIC")
     p.add_argument("-a", dest="attr", required=True, metavar="ATTR=VAL,...",
                    help="local_ip, remote_ip, transport, local_port, remote_port, dsfield")
-    p.add_argument("-p", dest="prop", metavar="priority=...")
+    p.add_argument("-p", dest="prop", metavar="priority=...,maxbw=...",
+                   help="priority (both ways), maxbw (transmit)")
     p = cmd("remove-flow", _remove_flow, "remove a flow", temp=True)
     p.add_argument("name")
     p = cmd("show-flow", _show_flow, "show flows and their hits", show=True)

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS flow (
     name TEXT PRIMARY KEY,
     link TEXT NOT NULL REFERENCES vnic(name),
     attrs TEXT NOT NULL,        -- JSON object of flowadm attributes
-    priority TEXT NOT NULL
+    priority TEXT NOT NULL,
+    maxbw INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -45,6 +46,9 @@ class ConfigDb:
         self.db.execute("PRAGMA foreign_keys = ON")
         with self.db:
             self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(flow)")}
+            if "maxbw" not in columns:          # a database from before flows had maxbw
+                self.db.execute("ALTER TABLE flow ADD COLUMN maxbw INTEGER NOT NULL DEFAULT 0")
 
     # --- VNS ------------------------------------------------------------------------------
     def put_vns(self, name: str, vns_id: int, ips: list[str], routes: list[list[str]],
@@ -83,20 +87,22 @@ class ConfigDb:
                          strict=True)) for r in rows]
 
     # --- flows ----------------------------------------------------------------------------
-    def put_flow(self, name: str, link: str, attrs: dict, priority: str) -> None:
+    def put_flow(self, name: str, link: str, attrs: dict, priority: str,
+                 maxbw: int = 0) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO flow VALUES (?, ?, ?, ?)",
-                            (name, link, json.dumps(attrs), priority))
+            self.db.execute("INSERT OR REPLACE INTO flow (name, link, attrs, priority, maxbw) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (name, link, json.dumps(attrs), priority, maxbw))
 
     def delete_flow(self, name: str) -> None:
         with self.db:
             self.db.execute("DELETE FROM flow WHERE name = ?", (name,))
 
     def flows(self) -> list[dict]:
-        rows = self.db.execute("SELECT name, link, attrs, priority FROM flow "
+        rows = self.db.execute("SELECT name, link, attrs, priority, maxbw FROM flow "
                                "ORDER BY rowid").fetchall()
-        return [{"name": n, "link": k, "attrs": json.loads(a), "priority": p}
-                for n, k, a, p in rows]
+        return [{"name": n, "link": k, "attrs": json.loads(a), "priority": p, "maxbw": b}
+                for n, k, a, p, b in rows]
 
     def close(self) -> None:
         self.db.close()

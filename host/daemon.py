@@ -136,7 +136,7 @@ class Daemon:
         for f in self.db.flows():
             try:
                 self.add_flow(f["name"], link=f["link"], attrs=f["attrs"],
-                              priority=f["priority"], store=False)
+                              priority=f["priority"], maxbw=f["maxbw"], store=False)
             except RequestError as e:
                 log.error("could not restore flow %s: %s", f["name"], e)
 
@@ -411,10 +411,11 @@ class Daemon:
     TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
 
     def add_flow(self, name: str, *, link: str, attrs: dict, priority: str = "medium",
-                 temporary: bool = False, store: bool = True) -> dict:
+                 maxbw=0, temporary: bool = False, store: bool = True) -> dict:
         """A flow on VNIC ``link``: frames matching ``attrs`` (flowadm's local_ip, remote_ip,
-        transport, local_port, remote_port, dsfield) get ``priority``. More specific flows are
-        matched first (the card's flow table takes the lowest matching slot)."""
+        transport, local_port, remote_port, dsfield) get ``priority`` both ways and ``maxbw``
+        on transmit. More specific flows are matched first (the card's flow table takes the
+        lowest matching slot; the driver matches transmitted frames the same way)."""
         with self.lock:
             if not name or len(name) > 31:
                 raise RequestError("a flow name is 1..31 characters")
@@ -423,31 +424,36 @@ class Daemon:
             v = self._driver_vnic(link)
             if priority not in PRIORITIES:
                 raise RequestError(f"priority is low, medium or high, not {priority!r}")
+            rate = parse_rate(maxbw)
             if len(self.flows) >= len(self.driver.flows):
                 raise RequestError(f"the card's flow table is full ({len(self.driver.flows)} "
                                    f"entries)")
             entry = self._flow_entry(attrs, v, PRIORITIES[priority], v.rx.index)
-            # a receive ring of its own while rings and DMA memory last; after that the flow
-            # shares its VNIC's ring (classified and counted the same, as Crossbow's flows
-            # fall back to software rings when the hardware has none left)
+            # rings of its own while rings and DMA memory last; after that the flow shares
+            # its VNIC's rings (classified and counted the same, as Crossbow's flows fall back
+            # to software rings when the hardware has none left), unless it needs its own
+            # transmit ring for a maxbw
             try:
-                ring = self.driver.add_flow_ring(link)
+                ring = self.driver.add_flow_rings(link, priority=PRIORITIES[priority],
+                                                  maxbw=rate)
                 entry = dataclasses.replace(entry, ring=ring)
-            except DriverError:
+            except (DriverError, ValueError) as e:
+                if rate:
+                    raise RequestError(f"a flow with maxbw needs rings of its own: {e}") from None
                 ring = None
             self.flows[name] = {"name": name, "link": link, "attrs": dict(attrs),
-                                "priority": priority, "entry": entry, "ring": ring,
-                                "temporary": temporary}
+                                "priority": priority, "maxbw": rate, "entry": entry,
+                                "ring": ring, "temporary": temporary}
             try:
                 self._load_flows()
             except (DriverError, ValueError) as e:
                 del self.flows[name]
                 self._load_flows()
                 if ring is not None:
-                    self.driver.remove_flow_ring(ring)
+                    self.driver.remove_flow_rings(ring)
                 raise RequestError(str(e)) from None
             if store and not temporary:
-                self.db.put_flow(name, link, attrs, priority)
+                self.db.put_flow(name, link, attrs, priority, rate)
             return self._flow_view(name)
 
     def remove_flow(self, name: str, *, temporary: bool = False) -> None:
@@ -457,7 +463,7 @@ class Daemon:
             f = self.flows.pop(name)
             self._load_flows()
             if f["ring"] is not None:
-                self.driver.remove_flow_ring(f["ring"])
+                self.driver.remove_flow_rings(f["ring"])
             if not temporary:
                 self.db.delete_flow(name)
 
@@ -471,10 +477,12 @@ class Daemon:
         f = self.flows[name]
         slot = self._flow_slots().get(name)
         return {"flow": name, "link": f["link"], **{k: str(v) for k, v in f["attrs"].items()},
-                "priority": f["priority"], "ring": f["entry"].ring,
+                "priority": f["priority"], "maxbw": f["maxbw"], "ring": f["entry"].ring,
                 "own_ring": f["ring"] is not None,
                 "hits": self.driver.flow_hits(slot) if slot is not None else 0,
-                "ring_frames": self.driver.regs.read(f"rx_ring[{f['entry'].ring}].frames")}
+                "ring_frames": self.driver.regs.read(f"rx_ring[{f['entry'].ring}].frames"),
+                "tx_ring_frames": (self.driver.regs.read(f"tx_ring[{f['ring']}].frames")
+                                   if f["ring"] is not None else None)}
 
     def _flow_slots(self) -> dict[str, int]:
         """Most specific first, then in creation order."""

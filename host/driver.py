@@ -16,13 +16,18 @@ import select
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
-from crossnic.gateware.layouts import Priority
+from crossnic.gateware.layouts import L3Proto, Priority
 from crossnic.gateware.nic_core import NIC_ID, NicCore
 from crossnic.gateware.tx_scheduler import rate_register
+from crossnic.sim.model.classifier import flow_matches
+from crossnic.sim.model.parser import parse
 
 from .classifier import (
+    FAMILY_IPV4,
+    FAMILY_IPV6,
     FlowEntry,
     LocalIp,
     MacEntry,
@@ -72,8 +77,41 @@ class Vnic:
     buffers: list[DmaBuffer] = field(default_factory=list)
     local_ips: dict[str, int] = field(default_factory=dict)     # address -> table slot
     tx_full: bool = False          # the transmit ring filled: frames wait in the TAP's queue
+    held: tuple[TxRing, bytes] | None = None        # read from the TAP, waiting for room
+    backlog: dict[int, deque] = field(default_factory=dict)     # flow ring -> frames
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ["rx_frames", "rx_bytes", "rx_flooded", "tx_frames", "tx_bytes", "tx_drops"], 0))
+
+
+class _TxBatch:
+    """Frames bound for each transmit ring in one service round, within the ring's room."""
+
+    def __init__(self, read):
+        self._read = read
+        self._rings: dict[int, tuple[TxRing, int, list[bytes]]] = {}
+        self.count = 0
+
+    def take(self, ring: TxRing, frame: bytes) -> bool:
+        if ring.index not in self._rings:
+            self._rings[ring.index] = (ring, ring.room(self._read), [])
+        _, room, frames = self._rings[ring.index]
+        if len(frames) >= room:
+            return False
+        frames.append(frame)
+        self.count += 1
+        return True
+
+    def rings(self):
+        return [(ring, frames) for ring, _, frames in self._rings.values() if frames]
+
+
+@dataclass
+class FlowRings:
+    """The rings of a flow that has its own (same index both ways)."""
+    vnic: str
+    rx: RxRing
+    tx: TxRing
+    buffers: list[DmaBuffer]
 
 
 class Driver:
@@ -96,7 +134,7 @@ class Driver:
         self.lock = threading.RLock()
         self.vnics: dict[str, Vnic] = {}
         self._by_rx: dict[int, Vnic] = {}              # receive ring -> the VNIC it serves
-        self._flow_rings: dict[int, tuple[RxRing, list[DmaBuffer]]] = {}
+        self._flow_rings: dict[int, FlowRings] = {}
         self._free_rings = list(range(1, self.rings))          # 0 is the flood ring
         self._free_vnics = list(range(self.vnic_count))
         self.macs: list[MacEntry | None] = [None] * TABLES["mac_entries"]
@@ -116,20 +154,7 @@ class Driver:
     def _reset(self) -> None:
         """Every ring off with its indices back at 0 (a driver before us may have left them
         anywhere), every table entry invalid, every VNIC disabled."""
-        for kind in ("rx", "tx"):
-            for k in range(self.rings):
-                self.regs.write(f"{kind}_ring[{k}].ctrl", _RING_RESET)
-        deadline = time.monotonic() + 10
-        for kind in ("rx", "tx"):
-            for k in range(self.rings):
-                while self.regs.read(f"{kind}_ring[{k}].ctrl") & _RING_RESET:
-                    if time.monotonic() > deadline:
-                        raise DriverError(f"{kind} ring {k} did not finish its reset")
-        for k in range(self.rings):
-            self._write([(f"rx_ring[{k}].desc_tail", 0), (f"rx_ring[{k}].cpl_tail", 0),
-                         (f"rx_ring[{k}].irq_status", 1), (f"rx_ring[{k}].irq_mask", 0),
-                         (f"tx_ring[{k}].tail", 0), (f"tx_ring[{k}].irq_status", 1),
-                         (f"tx_ring[{k}].irq_mask", 0)])
+        self._reset_rings(range(self.rings))
         for k in range(len(self.macs)):
             self._write(mac_writes(k, None))
         for k in range(len(self.local_ips)):
@@ -150,6 +175,41 @@ class Driver:
                 self.dev.free(b)
             raise DriverError(f"host memory for DMA is exhausted ({e})") from None
         return got
+
+    def _reset_rings(self, indices) -> None:
+        """Receive and transmit rings ``indices`` off, their frames in flight finished, their
+        indices at 0: ready for :meth:`RxRing.setup`/:meth:`TxRing.setup`, and their buffers
+        no longer written by the card."""
+        indices = list(indices)
+        for kind in ("rx", "tx"):
+            for k in indices:
+                self.regs.write(f"{kind}_ring[{k}].ctrl", _RING_RESET)
+        deadline = time.monotonic() + 10
+        for kind in ("rx", "tx"):
+            for k in indices:
+                while self.regs.read(f"{kind}_ring[{k}].ctrl") & _RING_RESET:
+                    if time.monotonic() > deadline:
+                        raise DriverError(f"{kind} ring {k} did not finish its reset")
+        for k in indices:
+            self._write([(f"rx_ring[{k}].desc_tail", 0), (f"rx_ring[{k}].cpl_tail", 0),
+                         (f"rx_ring[{k}].irq_status", 1), (f"rx_ring[{k}].irq_mask", 0),
+                         (f"tx_ring[{k}].tail", 0), (f"tx_ring[{k}].irq_status", 1),
+                         (f"tx_ring[{k}].irq_mask", 0)])
+
+    def _release_ring(self, index: int, buffers: list[DmaBuffer]) -> None:
+        """Ring pair ``index`` reset and free again, then its DMA memory."""
+        self._reset_rings([index])
+        for b in buffers:
+            self.dev.free(b)
+        self._free_rings.append(index)
+        self._free_rings.sort()
+
+    def _tx_ring(self, index: int) -> tuple[TxRing, list[DmaBuffer]]:
+        n = 1 << self.ring_log2
+        desc, wb, bufs = self._alloc((16 * n, 64), (64, 64), (self.buf_size * n, 4096))
+        self.dev.mem_write(wb.addr, bytes(4))
+        return TxRing(index, self.ring_log2, desc.addr, wb.addr, bufs.addr, self.buf_size), \
+            [desc, wb, bufs]
 
     def _rx_ring(self, index: int) -> tuple[RxRing, list[DmaBuffer]]:
         n = 1 << self.ring_log2
@@ -182,22 +242,12 @@ class Driver:
                 raise DriverError("the MAC table is full")
             rate = rate_register(maxbw, rings=self.rings, clk_hz=self.clk_hz) if maxbw else 0
             ring = self._free_rings[0]
-            rx, rx_buffers = self._rx_ring(ring)
-            n = 1 << self.ring_log2
-            try:
-                tdesc, wb, tbufs = self._alloc((16 * n, 64), (64, 64),
-                                               (self.buf_size * n, 4096))
-            except DriverError:
-                for b in rx_buffers:
-                    self.dev.free(b)
-                raise
+            rx, tx, buffers = self._ring_pair(ring)
             self._free_rings.pop(0)
             index = self._free_vnics.pop(0)
             slot = self.macs.index(None)
-            self.dev.mem_write(wb.addr, bytes(4))
-            tx = TxRing(ring, self.ring_log2, tdesc.addr, wb.addr, tbufs.addr, self.buf_size)
             v = Vnic(name, index, port, mac, vlan, vns_id, Priority(priority), maxbw, rx, tx,
-                     tap, slot, [*rx_buffers, tdesc, wb, tbufs])
+                     tap, slot, buffers)
             self._start_rx(rx)
             self._write(tx.setup(port=port, vnic=index, priority=Priority(priority).value,
                                  maxbw=rate))
@@ -207,6 +257,16 @@ class Driver:
             self.vnics[name] = v
             self._by_rx[ring] = v
             return v
+
+    def _ring_pair(self, index: int) -> tuple[RxRing, TxRing, list[DmaBuffer]]:
+        rx, rx_buffers = self._rx_ring(index)
+        try:
+            tx, tx_buffers = self._tx_ring(index)
+        except DriverError:
+            for b in rx_buffers:
+                self.dev.free(b)
+            raise
+        return rx, tx, [*rx_buffers, *tx_buffers]
 
     @staticmethod
     def _settings(v: Vnic) -> VnicSettings:
@@ -221,13 +281,9 @@ class Driver:
             self.macs[v.mac_slot] = None
             self._write(mac_writes(v.mac_slot, None))
             self._write(vnic_writes(v.index, VnicSettings()))
-            self._write([(f"rx_ring[{v.rx.index}].ctrl", 0), (f"tx_ring[{v.tx.index}].ctrl", 0)])
-            for b in v.buffers:
-                self.dev.free(b)
             del self.vnics[name]
             del self._by_rx[v.rx.index]
-            self._free_rings.append(v.rx.index)
-            self._free_rings.sort()
+            self._release_ring(v.rx.index, v.buffers)
             self._free_vnics.append(v.index)
             self._free_vnics.sort()
             return v.tap
@@ -285,30 +341,32 @@ class Driver:
             self.flows[slot] = entry
             self._write(flow_writes(slot, entry))
 
-    def add_flow_ring(self, name: str) -> int:
-        """A receive ring of its own for a flow of VNIC ``name`` (its frames still go to the
-        VNIC); returns the ring number for the flow's table entry."""
+    def add_flow_rings(self, name: str, *, priority: Priority = Priority.MEDIUM,
+                       maxbw: int = 0) -> int:
+        """A receive and a transmit ring of their own for a flow of VNIC ``name``: its
+        received frames land in the one (and still reach the VNIC), its transmitted frames
+        leave through the other with the flow's priority and rate. Returns the ring number
+        for the flow's table entry; :meth:`set_flow` entries on that ring steer transmit."""
         with self.lock:
             v = self._vnic(name)
             if not self._free_rings:
-                raise DriverError("no free receive ring for the flow")
+                raise DriverError("no free ring for the flow")
+            rate = rate_register(maxbw, rings=self.rings, clk_hz=self.clk_hz) if maxbw else 0
             index = self._free_rings[0]
-            ring, buffers = self._rx_ring(index)
+            rx, tx, buffers = self._ring_pair(index)
             self._free_rings.pop(0)
-            self._start_rx(ring)
-            self._flow_rings[index] = (ring, buffers)
+            self._start_rx(rx)
+            self._write(tx.setup(port=v.port, vnic=v.index, priority=Priority(priority).value,
+                                 maxbw=rate))
+            self._flow_rings[index] = FlowRings(name, rx, tx, buffers)
             self._by_rx[index] = v
             return index
 
-    def remove_flow_ring(self, index: int) -> None:
+    def remove_flow_rings(self, index: int) -> None:
         with self.lock:
-            _, buffers = self._flow_rings.pop(index)
-            self.regs.write(f"rx_ring[{index}].ctrl", 0)
-            for b in buffers:
-                self.dev.free(b)
+            f = self._flow_rings.pop(index)
             del self._by_rx[index]
-            self._free_rings.append(index)
-            self._free_rings.sort()
+            self._release_ring(index, f.buffers)
 
     def flow_hits(self, slot: int) -> int:
         with self.lock:
@@ -338,8 +396,8 @@ class Driver:
             for v in list(self.vnics.values()):
                 moved += self._receive(v.rx)
                 moved += self._transmit(v)
-            for ring, _ in list(self._flow_rings.values()):
-                moved += self._receive(ring)
+            for f in list(self._flow_rings.values()):
+                moved += self._receive(f.rx)
             for vec in fired:
                 if vec < self.rings:
                     self.regs.write(f"rx_ring[{vec}].irq_status", 1)
@@ -379,24 +437,72 @@ class Driver:
                     self.flood_stats["deliveries"] += 1
 
     def _transmit(self, v: Vnic) -> int:
-        """Frames from the VNIC's TAP into its transmit ring, as many as the ring has room for;
-        the rest stay queued in the kernel (backpressure, not drops)."""
-        room = v.tx.room(self.dev.mem_read)
-        frames = []
-        while len(frames) < room:
-            frame = v.tap.read()
-            if frame is None:
-                break
-            if len(frame) > self.buf_size or len(frame) < 14:
-                v.stats["tx_drops"] += 1
+        """Frames from the VNIC's TAP into its transmit rings: a frame that matches one of the
+        VNIC's flows with rings of its own goes to that flow's ring, the rest to the VNIC's.
+        When the VNIC's ring is full the TAP is left unread (its frames wait in the kernel's
+        queue); a flow's ring that is full keeps up to a ring's worth of frames in the driver
+        and drops (counted) beyond that, so one rate-limited flow never holds up the VNIC."""
+        batch = _TxBatch(self.dev.mem_read)
+        for index, queue in list(v.backlog.items()):
+            f = self._flow_rings.get(index)
+            while queue and f is not None and batch.take(f.tx, queue[0]):
+                queue.popleft()
+            if f is None or not queue:
+                del v.backlog[index]
+        flows = self._tx_flows(v)
+        v.tx_full = False
+        while True:
+            if v.held is not None:
+                ring, frame = v.held
+                v.held = None
+            else:
+                frame = v.tap.read()
+                if frame is None:
+                    break
+                if len(frame) > self.buf_size or len(frame) < 14:
+                    v.stats["tx_drops"] += 1
+                    continue
+                ring = self._tx_ring_for(v, flows, frame)
+                if v.vlan:
+                    frame = tag(frame, v.vlan)
+            if batch.take(ring, frame):
                 continue
-            frames.append(tag(frame, v.vlan) if v.vlan else frame)
-        v.tx_full = len(frames) >= room
-        if frames:
-            self._write(v.tx.send(self.dev.mem_write, frames))
+            if ring is v.tx:
+                v.held, v.tx_full = (ring, frame), True
+                break
+            queue = v.backlog.setdefault(ring.index, deque())
+            if len(queue) < ring.size:
+                queue.append(frame)
+            else:
+                v.stats["tx_drops"] += 1
+        for ring, frames in batch.rings():
+            self._write(ring.send(self.dev.mem_write, frames))
             v.stats["tx_frames"] += len(frames)
             v.stats["tx_bytes"] += sum(map(len, frames))
-        return len(frames)
+        return batch.count
+
+    def _tx_flows(self, v: Vnic) -> list[FlowEntry]:
+        """The VNIC's flow entries in table order, if any of them has rings of its own (else
+        every frame goes to the VNIC's ring and nothing needs matching)."""
+        entries = [e for e in self.flows if e is not None and e.valid and e.vnic == v.index]
+        return entries if any(e.ring in self._flow_rings for e in entries) else []
+
+    def _tx_ring_for(self, v: Vnic, flows: list[FlowEntry], frame: bytes) -> TxRing:
+        """The card's flow match, mirrored for a frame the VNIC sends (its source is the
+        flow's local side): the first matching entry decides, as on receive."""
+        if not flows:
+            return v.tx
+        f = parse(frame)
+        family = {L3Proto.IPV4: FAMILY_IPV4, L3Proto.ARP: FAMILY_IPV4,
+                  L3Proto.IPV6: FAMILY_IPV6}.get(L3Proto(f.l3), 0)
+        key = {"vnic": v.index, "vlan": v.vlan, "family": family, "proto": f.ip_proto,
+               "src_ip": f.ip_dst, "dst_ip": f.ip_src, "src_port": f.l4_dst_port,
+               "dst_port": f.l4_src_port, "dscp": f.ip_dscp}
+        for e in flows:
+            if flow_matches(e, key):
+                rings = self._flow_rings.get(e.ring)
+                return rings.tx if rings is not None else v.tx
+        return v.tx
 
     def ring_counters(self, name: str) -> dict[str, int]:
         """The card's counters of a VNIC's rings and the driver's own."""

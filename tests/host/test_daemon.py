@@ -178,6 +178,8 @@ def test_flows_are_programmed_and_counted(setup):
     assert flows["dbtcp"]["ring"] not in (0, db_ring)
     # (a hit is counted when the frame is classified, the ring's frame when it is delivered)
     assert 3 < flows["dbtcp"]["ring_frames"] <= flows["dbtcp"]["hits"]
+    # and the other way: DB's frames from port 5003 leave through the flow's transmit ring
+    assert flows["dbtcp"]["tx_ring_frames"] > 3
     assert flows["dbtcp"]["transport"] == "tcp" and flows["dbtcp"]["priority"] == "high"
     r = s.cli("add-flow", "bad", "--link", f"v{DB}", "-a", "local_port=80")
     assert r.returncode == 1 and "needs transport" in r.stderr
@@ -195,8 +197,14 @@ def test_vnics_in_a_vlan(setup):
     s.ok("create-vnic", f"v{a}", "--over", "port0", "--vlan", "7", "--vns", a)
     s.ok("create-vnic", f"v{b}", "--over", "port0", "--vlan", "7", "--vns", b)
     try:
-        assert json.loads(s.ok("show-vnic", f"v{b}", "--json"))[0]["vlan"] == 7
+        shown = json.loads(s.ok("show-vnic", f"v{b}", "--json"))[0]
+        assert shown["vlan"] == 7
         assert tcp(b, a, "10.9.7.2", 5010, size=8192) == "10.9.7.1"
+        # a VNIC made again takes the rings its predecessor used (reset when it went)
+        s.ok("delete-vnic", f"v{b}")
+        s.ok("create-vnic", f"v{b}", "--over", "port0", "--vlan", "7", "--vns", b)
+        assert json.loads(s.ok("show-vnic", f"v{b}", "--json"))[0]["rx_ring"] == shown["rx_ring"]
+        assert tcp(b, a, "10.9.7.2", 5011, size=8192) == "10.9.7.1"
     finally:
         for n in (a, b):
             s.ok("delete-vnic", f"v{n}")
@@ -237,6 +245,52 @@ def test_bad_requests_change_nothing(setup):
     assert "vx" not in sh("ip", "link").stdout
 
 
+def test_every_command_names_what_it_cannot_find(setup):
+    s = setup
+    for args in [("delete-vnic", "nosuch"), ("show-vnic", "nosuch"), ("show-linkprop", "nosuch"),
+                 ("set-linkprop", "-p", "maxbw=1M", "nosuch"), ("delete-vns", "nosuch"),
+                 ("set-vns", "nosuch", "--mtu", "1400"), ("show-vns", "nosuch"),
+                 ("show-flow", "nosuch"), ("remove-flow", "nosuch"), ("show-stats", "nosuch"),
+                 ("add-flow", "f", "--link", "nosuch", "-a", "transport=tcp")]:
+        r = s.cli(*args)
+        assert r.returncode == 1 and "nosuch" in r.stderr and "Traceback" not in r.stderr, \
+            (args, r.stderr)
+    for args, message in [(("show-stats", "-i", "0"), "positive number of seconds"),
+                          (("show-stats", "-c", "3"), "goes with -i"),
+                          (("set-vns", WEB, "--mtu", "20"), "68..9000"),
+                          (("add-flow", "f", "--link", f"v{WEB}", "-a", "transport"), "="),
+                          (("add-flow", "f", "--link", f"v{WEB}", "-a", "colour=red"),
+                           "unknown flow attribute")]:
+        r = s.cli(*args)
+        assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
+    for args in [("create-vnic", "vx", "--over", "port0", "--vlan", "x"), ("show-stats", "-i"),
+                 ("nosuch-command",)]:
+        assert s.cli(*args).returncode == 2, args
+    r = sh(sys.executable, "-m", "crossnic", "show-vnic", "--daemon", str(s.tmp / "none.sock"),
+           check=False)
+    assert r.returncode == 1 and "cannot reach crossnicd" in r.stderr
+
+
+def test_macs_and_live_counters(setup):
+    s = setup
+    s.ok("create-vnic", "vrand", "--over", "port1", "--mac", "random", "-t")
+    s.ok("create-vnic", "vaddr", "--over", "port1", "--mac", "02:00:12:34:56:78", "-t")
+    try:
+        macs = {v["name"]: v["mac"] for v in json.loads(s.ok("show-vnic", "--json"))}
+        assert int(macs["vrand"].split(":")[0], 16) & 3 == 2       # local, unicast
+        assert macs["vaddr"] == "02:00:12:34:56:78"
+        assert "02:00:12:34:56:78" in sh("ip", "link", "show", "vaddr").stdout
+        # -i: a report every interval, each after the first showing the change
+        r = s.cli("show-stats", f"v{WEB}", "-i", "0.2", "-c", "2", "-p", "-o", "link,ipackets")
+        assert r.returncode == 0, r.stderr
+        first, second = r.stdout.splitlines()
+        assert first.startswith(f"v{WEB}:") and int(first.split(":")[1]) > 40
+        assert second.startswith(f"v{WEB}:") and int(second.split(":")[1]) < 10
+    finally:
+        s.ok("delete-vnic", "vrand", "-t")
+        s.ok("delete-vnic", "vaddr", "-t")
+
+
 def test_exhausted_tables_are_refused_and_change_nothing(setup):
     """The card's tables run out as the CLI promises: a clear refusal, nothing half-made. Flows
     outlast receive rings (a flow then shares its VNIC's ring)."""
@@ -270,21 +324,31 @@ def test_exhausted_tables_are_refused_and_change_nothing(setup):
     assert s.ok("show-vnic", "--json") == before
     # the flow table (64 entries): the first flows get rings of their own, the last share
     flows = []
+    bw_refused = False
+
     try:
         for k in range(70):
             try:
-                request("add-flow", {"name": f"fl{k}", "link": f"v{DB}", "temporary": True,
-                                     "attrs": {"transport": "udp", "local_port": 7000 + k}},
-                        sock)
+                made = request("add-flow", {"name": f"fl{k}", "link": f"v{DB}",
+                                            "temporary": True, "attrs": {
+                                                "transport": "udp", "local_port": 7000 + k}},
+                               sock)
             except AdminError as e:
                 assert "flow table is full (64 entries)" in str(e), e
                 break
             flows.append(f"fl{k}")
+            if not made["own_ring"] and not bw_refused:
+                # rings have run out: a flow that needs a transmit ring of its own is refused
+                bw_refused = True
+                r = s.cli("add-flow", "flbw", "--link", f"v{DB}", "-a", "transport=sctp",
+                          "-p", "maxbw=10M")
+                assert r.returncode == 1 and "needs rings of its own" in r.stderr, r.stderr
         shown = {f["flow"]: f for f in json.loads(s.ok("show-flow", "--json"))}
         assert len(shown) == 64
         own = [f for f in flows if shown[f]["own_ring"]]
         shared = [f for f in flows if not shown[f]["own_ring"]]
         assert own and shared and flows[:len(own)] == own      # rings first, sharing after
+        assert bw_refused
         db_ring = json.loads(s.ok("show-vnic", f"v{DB}", "--json"))[0]["rx_ring"]
         assert {shown[f]["ring"] for f in shared} == {db_ring}
         assert len({shown[f]["ring"] for f in own}) == len(own)
@@ -388,8 +452,19 @@ def test_maxbw_limits_a_vnic_in_card_time(setup):
         limited, _ = _send_rates(regs, ring, 100)
         s.ok("set-linkprop", "-p", "maxbw=0", f"v{DB}", "-t")
         _, wire = _send_rates(regs, ring, 100)
-    print(f"maxbw 400M: ring {limited / 1e6:.1f} Mb/s; unlimited: wire {wire / 1e6:.1f} Mb/s")
+        # a flow's maxbw: its frames leave through its own transmit ring at its rate, the
+        # VNIC's ring (unlimited) carries none of them
+        s.ok("add-flow", "bulk", "--link", f"v{DB}", "-a", "transport=udp,remote_port=9",
+             "-p", "maxbw=300M", "-t")
+        flow_ring = json.loads(s.ok("show-flow", "bulk", "--json"))[0]["ring"]
+        vnic_frames = regs.read(f"tx_ring[{ring}].frames.lo")
+        flow, _ = _send_rates(regs, flow_ring, 60)
+        assert regs.read(f"tx_ring[{ring}].frames.lo") - vnic_frames < 5
+        s.ok("remove-flow", "bulk", "-t")
+    print(f"maxbw 400M: ring {limited / 1e6:.1f} Mb/s; unlimited: wire {wire / 1e6:.1f} Mb/s; "
+          f"flow maxbw 300M: {flow / 1e6:.1f} Mb/s")
     assert 0.95 * 400e6 <= limited <= 1.02 * 400e6
+    assert 0.95 * 300e6 <= flow <= 1.02 * 300e6
     # unlimited, one VNIC fills the gigabit line: 1046 octets per 1066 byte times (preamble
     # and inter-frame gap) is 981 Mb/s
     assert 0.95 * 981e6 <= wire <= 1.0e9
