@@ -72,6 +72,8 @@ def components() -> dict:
     regmap = RegisterMap("bench", [BoardInfo.describe(0),
                                    Block.from_counters("rx", "", RX_COUNTERS)])
     from crossnic.gateware.classifier import Classifier
+    from crossnic.gateware.crypto.hmac import HmacSha256
+    from crossnic.gateware.crypto.sha256 import Sha256
     from crossnic.gateware.nic_core import NicCore
     from crossnic.gateware.rx_dma import RxDmaEngine
     from crossnic.gateware.tx_dma import TxDmaEngine
@@ -86,6 +88,8 @@ def components() -> dict:
         "MacTable(64 entries)": lambda: MacTable(64, 6),
         "FlowTable(64 entries, 2 lanes)": lambda: FlowTable(64, 2),
         "AxiLiteCsrBridge": lambda: AxiLiteCsrBridge(regmap, 3),
+        "Sha256": lambda: Sha256(),
+        "HmacSha256": lambda: HmacSha256(),
     }
 
 
