@@ -74,6 +74,7 @@ def components() -> dict:
     from crossnic.gateware.classifier import Classifier
     from crossnic.gateware.crypto.hmac import HmacSha256
     from crossnic.gateware.crypto.sha256 import Sha256
+    from crossnic.gateware.crypto.x25519 import X25519
     from crossnic.gateware.nic_core import NicCore
     from crossnic.gateware.rx_dma import RxDmaEngine
     from crossnic.gateware.tx_dma import TxDmaEngine
@@ -90,6 +91,7 @@ def components() -> dict:
         "AxiLiteCsrBridge": lambda: AxiLiteCsrBridge(regmap, 3),
         "Sha256": lambda: Sha256(),
         "HmacSha256": lambda: HmacSha256(),
+        "X25519": lambda: X25519(),
     }
 
 
@@ -114,10 +116,11 @@ def build(name: str, make, device: str, workdir: Path, tools: dict) -> dict:
     report = json.loads((workdir / "report.json").read_text())
     fmax = min(c["achieved"] for c in report["fmax"].values())
     used = {k.lower(): v["used"] for k, v in report["utilization"].items()
-            if k in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "TRELLIS_RAMW")}
+            if k in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "TRELLIS_RAMW", "MULT18X18D")}
     return {"component": name, "fmax_mhz": round(fmax, 1), "luts": used.get("trellis_comb"),
             "ffs": used.get("trellis_ff"), "bram": used.get("dp16kd"),
-            "lutram": used.get("trellis_ramw"), "seconds": round(time.monotonic() - started, 1)}
+            "lutram": used.get("trellis_ramw"), "dsp": used.get("mult18x18d"),
+            "seconds": round(time.monotonic() - started, 1)}
 
 
 def main(argv=None) -> int:
@@ -145,7 +148,8 @@ def main(argv=None) -> int:
                 results.append(build(name, make, args.device, Path(tmp), tools))
         r = results[-1]
         print(f"{r['component']:<24} {r['fmax_mhz']:>7.1f} MHz  LUT4 {r['luts']:>5}  "
-              f"FF {r['ffs']:>5}  BRAM {r['bram']}  LUTRAM {r['lutram']}  ({r['seconds']} s)",
+              f"FF {r['ffs']:>5}  BRAM {r['bram']}  LUTRAM {r['lutram']}  DSP {r.get('dsp')}  "
+              f"({r['seconds']} s)",
               flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": f"{DEVICES[args.device][3]}, 125 MHz "
