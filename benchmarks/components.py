@@ -72,6 +72,9 @@ def components() -> dict:
     regmap = RegisterMap("bench", [BoardInfo.describe(0),
                                    Block.from_counters("rx", "", RX_COUNTERS)])
     from crossnic.gateware.classifier import Classifier
+    from crossnic.gateware.crypto.aes import Aes128
+    from crossnic.gateware.crypto.gcm import Aes128Gcm
+    from crossnic.gateware.crypto.ghash import Ghash
     from crossnic.gateware.crypto.hmac import HmacSha256
     from crossnic.gateware.crypto.sha256 import Sha256
     from crossnic.gateware.crypto.x25519 import X25519
@@ -92,6 +95,9 @@ def components() -> dict:
         "Sha256": lambda: Sha256(),
         "HmacSha256": lambda: HmacSha256(),
         "X25519": lambda: X25519(),
+        "Aes128": lambda: Aes128(),
+        "Ghash": lambda: Ghash(),
+        "Aes128Gcm": lambda: Aes128Gcm(),
     }
 
 

@@ -24,3 +24,13 @@ def run_cocotb(request, tmp_path):
         return simulate(design, module, **kwargs)
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Soak runs (``@pytest.mark.slow``) only when asked for: ``pytest -m slow``."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="soak run: python -m pytest -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
