@@ -119,17 +119,17 @@ class Aes128(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.key.ready.eq(~full | self.o.ready),
-                             self.i.ready.eq(~full | self.o.ready), rk_r.addr.eq(1)]
+                free = ~full | self.o.ready
+                # (a key waiting goes first: no block is taken then)
+                m.d.comb += [self.key.ready.eq(free), self.i.ready.eq(free & ~self.key.valid),
+                             rk_r.addr.eq(1)]
                 with m.If(self.o.ready):
                     m.d.sync += full.eq(0)
-                with m.If(self.key.valid):
-                    m.d.comb += self.i.ready.eq(0)
-                    with m.If(self.key.ready):
-                        m.d.sync += [key0.eq(self.key.payload), cur.eq(self.key.payload),
-                                     rnd.eq(1)]
-                        m.next = "EXPAND"
-                with m.Elif(self.i.valid & self.i.ready):
+                with m.If(self.key.valid & free):
+                    m.d.sync += [key0.eq(self.key.payload), cur.eq(self.key.payload),
+                                 rnd.eq(1)]
+                    m.next = "EXPAND"
+                with m.Elif(self.i.valid & free & ~self.key.valid):
                     m.d.sync += [state.eq(self.i.payload.as_value() ^ key0), rnd.eq(1)]
                     m.next = "ROUND"
             with m.State("EXPAND"):
