@@ -75,6 +75,7 @@ def components() -> dict:
     from crossnic.gateware.crypto.aes import Aes128
     from crossnic.gateware.crypto.gcm import Aes128Gcm
     from crossnic.gateware.crypto.ghash import Ghash
+    from crossnic.gateware.crypto.hkdf import Hkdf
     from crossnic.gateware.crypto.hmac import HmacSha256
     from crossnic.gateware.crypto.sha256 import Sha256
     from crossnic.gateware.crypto.x25519 import X25519
@@ -94,6 +95,7 @@ def components() -> dict:
         "AxiLiteCsrBridge": lambda: AxiLiteCsrBridge(regmap, 3),
         "Sha256": lambda: Sha256(),
         "HmacSha256": lambda: HmacSha256(),
+        "Hkdf": lambda: Hkdf(),
         "X25519": lambda: X25519(),
         "Aes128": lambda: Aes128(),
         "Ghash": lambda: Ghash(),
