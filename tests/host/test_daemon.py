@@ -269,6 +269,13 @@ def test_every_command_names_what_it_cannot_find(setup):
     r = sh(sys.executable, "-m", "crossnic", "show-vnic", "--daemon", str(s.tmp / "none.sock"),
            check=False)
     assert r.returncode == 1 and "cannot reach crossnicd" in r.stderr
+    for device, message in [("pcie:0", "--device is sim:SOCKET or vfio:PCI_ADDRESS"),
+                            (f"sim:{s.tmp / 'nocard.sock'}", "nocard.sock")]:
+        r = sh(sys.executable, "-m", "crossnic", "daemon", "--device", device, "--db",
+               str(s.tmp / "other.db"), "--daemon", str(s.tmp / "other.sock"), check=False,
+               timeout=60)
+        assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, \
+            r.stderr
 
 
 def test_macs_and_live_counters(setup):
