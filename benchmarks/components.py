@@ -5,7 +5,7 @@ Each component is wrapped so that all its inputs come from registers fed by an L
 outputs are registered and folded into one pin: the timing is the component's own,
 register to register, at 125 MHz. Yosys and nextpnr-ecp5 come from YoWASP (PyPI).
 
-    python benchmarks/components.py [--device 25k|45k|um5g-45k] [--only NAME ...]
+    python benchmarks/components.py [--device 25k|45k|um5g-45k] [--only NAME ...] [--seed N]
                                     [--json benchmarks/results/components.json] [--keep DIR]
 
 ``--keep DIR`` leaves each build (netlist, nextpnr log with the critical paths) in DIR/<n>.
@@ -103,7 +103,7 @@ def components() -> dict:
     }
 
 
-def build(name: str, make, device: str, workdir: Path, tools: dict) -> dict:
+def build(name: str, make, device: str, workdir: Path, tools: dict, seed: int = 1) -> dict:
     top = Harness(make())
     clk, o = Signal(name="clk"), Signal(name="o")
     m = Module()
@@ -119,13 +119,15 @@ def build(name: str, make, device: str, workdir: Path, tools: dict) -> dict:
     subprocess.run([tools["nextpnr-ecp5"], f"--{part}", "--package", package, "--speed", speed,
                     "--json", "top.json", "--lpf",
                     "top.lpf", "--lpf-allow-unconstrained", "--report", "report.json",
+                    "--seed", str(seed),
                     "--timing-allow-fail", "--quiet", "--log", "pnr.log"],
                    cwd=workdir, check=True)
     report = json.loads((workdir / "report.json").read_text())
     fmax = min(c["achieved"] for c in report["fmax"].values())
     used = {k.lower(): v["used"] for k, v in report["utilization"].items()
             if k in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "TRELLIS_RAMW", "MULT18X18D")}
-    return {"component": name, "fmax_mhz": round(fmax, 1), "luts": used.get("trellis_comb"),
+    return {"component": name, "seed": seed, "fmax_mhz": round(fmax, 1),
+            "luts": used.get("trellis_comb"),
             "ffs": used.get("trellis_ff"), "bram": used.get("dp16kd"),
             "lutram": used.get("trellis_ramw"), "dsp": used.get("mult18x18d"),
             "seconds": round(time.monotonic() - started, 1)}
@@ -137,6 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/components.json")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the build directories (nextpnr log, report) under DIR")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="nextpnr's placement seed (placement-bound designs vary with it)")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="build only the components whose name contains NAME (repeatable)")
     args = parser.parse_args(argv)
@@ -150,10 +154,10 @@ def main(argv=None) -> int:
         if args.keep:
             workdir = args.keep / str(k)
             workdir.mkdir(parents=True, exist_ok=True)
-            results.append(build(name, make, args.device, workdir, tools))
+            results.append(build(name, make, args.device, workdir, tools, args.seed))
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(build(name, make, args.device, Path(tmp), tools))
+                results.append(build(name, make, args.device, Path(tmp), tools, args.seed))
         r = results[-1]
         print(f"{r['component']:<24} {r['fmax_mhz']:>7.1f} MHz  LUT4 {r['luts']:>5}  "
               f"FF {r['ffs']:>5}  BRAM {r['bram']}  LUTRAM {r['lutram']}  DSP {r.get('dsp')}  "
