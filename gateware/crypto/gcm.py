@@ -120,13 +120,7 @@ class Aes128Gcm(wiring.Component):
                 m.d.comb += aes.o.ready.eq(1)
                 with m.If(aes.o.valid):
                     m.d.sync += [ekj0.eq(aes.o.payload), ctr.eq(2)]
-                    m.next = "PREFETCH"
-            with m.State("PREFETCH"):
-                # E(K, J0 + 1), the first text block's keystream
-                m.d.comb += [aes.i.valid.eq(1), aes.i.payload.eq(counter_block(ctr))]
-                with m.If(aes.i.ready):
-                    m.d.sync += [ctr.eq(ctr + 1), inflight.eq(1)]
-                    m.next = "DATA"
+                    m.next = "NEXT"
             with m.State("DATA"):
                 m.d.comb += take_ks.eq(1)
                 with m.If(self.i.valid & blk.aad):
@@ -146,6 +140,7 @@ class Aes128Gcm(wiring.Component):
                         with m.Else():
                             m.next = "NEXT"
             with m.State("NEXT"):
+                # the next text block's keystream (after J0: E(K, J0 + 1), the first one's)
                 m.d.comb += [aes.i.valid.eq(1), aes.i.payload.eq(counter_block(ctr))]
                 with m.If(aes.i.ready):
                     m.d.sync += [ctr.eq(ctr + 1), inflight.eq(1)]
