@@ -19,15 +19,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from crossnic.gateware.layouts import L3Proto, Priority
+from crossnic.gateware.layouts import Priority
 from crossnic.gateware.nic_core import NIC_ID, NicCore
 from crossnic.gateware.tx_scheduler import rate_register
-from crossnic.sim.model.classifier import flow_matches
+from crossnic.sim.model.classifier import flow_key, flow_matches
 from crossnic.sim.model.parser import parse
 
 from .classifier import (
-    FAMILY_IPV4,
-    FAMILY_IPV6,
     FlowEntry,
     LocalIp,
     MacEntry,
@@ -492,12 +490,7 @@ class Driver:
         flow's local side): the first matching entry decides, as on receive."""
         if not flows:
             return v.tx
-        f = parse(frame)
-        family = {L3Proto.IPV4: FAMILY_IPV4, L3Proto.ARP: FAMILY_IPV4,
-                  L3Proto.IPV6: FAMILY_IPV6}.get(L3Proto(f.l3), 0)
-        key = {"vnic": v.index, "vlan": v.vlan, "family": family, "proto": f.ip_proto,
-               "src_ip": f.ip_dst, "dst_ip": f.ip_src, "src_port": f.l4_dst_port,
-               "dst_port": f.l4_src_port, "dscp": f.ip_dscp}
+        key = flow_key(parse(frame), v.index, v.vlan, sent=True)
         for e in flows:
             if flow_matches(e, key):
                 rings = self._flow_rings.get(e.ring)

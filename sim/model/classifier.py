@@ -18,7 +18,8 @@ from crossnic.host.classifier import (
 )
 from crossnic.sim.model.parser import ParsedFrame
 
-__all__ = ["ClassifierModel", "model_flow_hash", "model_mcast_hash", "FLOOD_VNIC"]
+__all__ = ["ClassifierModel", "model_flow_hash", "model_mcast_hash", "FLOOD_VNIC", "flow_key",
+           "flow_matches"]
 
 FLOOD_VNIC = 0xFF
 _M32 = 0xFFFF_FFFF
@@ -52,6 +53,18 @@ def _prefix_match(want: tuple[int, int, int] | None, family: int, addr: int) -> 
     return (addr >> shift) == (value >> shift) if length else True
 
 
+def flow_key(f: ParsedFrame, vnic: int, vlan: int, *, sent: bool = False) -> dict:
+    """The flow-table key of a parsed frame. ``sent``: the frame leaves the VNIC, so its
+    source is the flow's local side (the receive rule, mirrored)."""
+    family = {L3Proto.IPV4: FAMILY_IPV4, L3Proto.ARP: FAMILY_IPV4,
+              L3Proto.IPV6: FAMILY_IPV6}.get(L3Proto(f.l3), 0)
+    src, dst = (f.ip_dst, f.ip_src) if sent else (f.ip_src, f.ip_dst)
+    sport, dport = (f.l4_dst_port, f.l4_src_port) if sent else (f.l4_src_port, f.l4_dst_port)
+    return {"vnic": vnic, "vlan": vlan, "family": family, "proto": f.ip_proto,
+            "src_ip": src, "dst_ip": dst, "src_port": sport, "dst_port": dport,
+            "dscp": f.ip_dscp}
+
+
 def flow_matches(e: FlowEntry, key: dict) -> bool:
     """Whether a flow entry matches a key (vnic, vlan, family, proto, ips, ports, dscp)."""
     if not e.valid:
@@ -80,8 +93,8 @@ class ClassifierModel:
         vlan = f.vlan_vid if f.vlan_tagged else 0
         cast = (Cast.BROADCAST if f.broadcast else Cast.MULTICAST if f.multicast
                 else Cast.UNICAST)
-        family = {L3Proto.IPV4: FAMILY_IPV4, L3Proto.ARP: FAMILY_IPV4,
-                  L3Proto.IPV6: FAMILY_IPV6}.get(L3Proto(f.l3), 0)
+        key = flow_key(f, 0, vlan)
+        family = key["family"]
         r = {"length": f.frame_len, "port": port, "ring": 0, "vnic": 0, "vns_id": 0,
              "cls": FrameClass.FORWARD, "cast": cast, "priority": Priority.LOW,
              "flow_hit": 0, "flow_id": 0, "vlan_tagged": f.vlan_tagged,
@@ -123,9 +136,7 @@ class ClassifierModel:
             if r["drop"] is DropReason.NONE and not (s and s.enable):
                 r["drop"] = DropReason.VNIC_DISABLED
         if r["drop"] is DropReason.NONE and not flood:
-            key = {"vnic": vnic, "vlan": vlan, "family": family, "proto": f.ip_proto,
-                   "src_ip": f.ip_src, "dst_ip": f.ip_dst, "src_port": f.l4_src_port,
-                   "dst_port": f.l4_dst_port, "dscp": f.ip_dscp}
+            key["vnic"] = vnic
             for k, e in enumerate(cfg.flows):
                 if e and flow_matches(e, key):
                     r.update(flow_hit=1, flow_id=k)
