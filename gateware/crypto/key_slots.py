@@ -27,6 +27,7 @@ class SlotKind(enum.IntEnum):
     TRAFFIC_SECRET = 4      #: a client/server traffic secret
     FINISHED_KEY = 5        #: may MAC a transcript hash for a Finished message
     AEAD_KEY = 6            #: 16-byte key and 12-byte IV (bytes 16..27) for records
+    AEAD_KEY_EXPORTABLE = 7  #: the same, which policy lets a record-layer user export
 
 
 SlotWrite = data.StructLayout({"slot": 8, "kind": 3, "data": 256})
