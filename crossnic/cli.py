@@ -85,7 +85,7 @@ def _cmd_regmap(args) -> int:
     from .boards.top import BoardTop
     if args.board is None:
         from .gateware.nic_core import NicCore
-        regmap = NicCore().regmap()
+        regmap = NicCore(offload=True).regmap()
     elif args.board not in BOARDS:
         raise CliError(f"unknown board {args.board!r}; boards: {', '.join(BOARDS)}")
     else:

@@ -30,6 +30,7 @@ from .axi import AxiSignature
 from .axi_arbiter import AxiArbiter
 from .axil import AxiLiteCsrBridge, AxiLiteSignature
 from .classifier import Classifier
+from .crypto.offload import OffloadEngine
 from .csr import CsrSignature
 from .csr_decoder import CsrDecoder
 from .frame_merger import FrameMerger
@@ -48,7 +49,9 @@ __all__ = ["NicCore", "NicInfo", "NIC_ID"]
 
 #: ``nic.id``: the bytes "XNIC" (little-endian), so a driver knows what it found.
 NIC_ID = 0x43494E58
-NIC_VERSION = 2
+NIC_VERSION = 3
+#: ``nic.features`` bits.
+FEATURE_OFFLOAD = 1
 #: Beats of the frame queue behind the parser, and the room a frame needs to be started
 #: (a 1522-byte frame is 381 beats; the parser holds up to 16 more in flight).
 QUEUE_BEATS = 2048
@@ -65,12 +68,13 @@ class NicInfo(wiring.Component):
 
     read_latency = 2
 
-    def __init__(self, *, ports: int, rings: int, vnics: int):
+    def __init__(self, *, ports: int, rings: int, vnics: int, features: int = 0):
         self._params = ports | rings << 8 | vnics << 20
+        self._features = features
         super().__init__({"csr": In(CsrSignature(3)), "errors": In(2)})
 
     @classmethod
-    def block(cls, params: int, name: str = "nic") -> Block:
+    def block(cls, params: int, name: str = "nic", features: int = 0) -> Block:
         ro = Access.RO
         return Block(name, "Card identification and build parameters.", (
             Register.word("id", 0, ro, "reads 0x43494e58: the bytes 'XNIC' (little-endian)",
@@ -88,6 +92,9 @@ class NicInfo(wiring.Component):
                           "register at that address (write clears)"),
             Register.word("cycles", 6, ro, "core clock cycles since reset (free-running, "
                           "wraps): the card's time, for rates measured in card time"),
+            Register("features", 7, "Optional blocks this build has.", (
+                Field("offload", 0, 1, ro, "the handshake offload engine (block `offload`)",
+                      features & FEATURE_OFFLOAD),)),
         ), cls.read_latency)
 
     def elaborate(self, platform):
@@ -99,7 +106,8 @@ class NicInfo(wiring.Component):
         m.d.sync += cycles.eq(cycles + 1)
         with m.Switch(self.csr.addr):
             for addr, value in enumerate([C(NIC_ID, 32), C(NIC_VERSION, 32),
-                                          C(self._params, 32), scratch, *refused, cycles]):
+                                          C(self._params, 32), scratch, *refused, cycles,
+                                          C(self._features, 32)]):
                 with m.Case(addr):
                     m.d.sync += word.eq(value)
             with m.Default():
@@ -121,18 +129,25 @@ class NicCore(wiring.Component):
     Parameters
     ----------
     ports, rings, vnics, mac_entries, local_ips, flows : int
+    offload : bool
+        Include the handshake offload engine (:class:`~.crypto.offload.OffloadEngine`: about
+        25,000 LUT4 more, so the whole card with it needs a part larger than the versa's 45F).
 
     Attributes
     ----------
     gmii_rx{k} : In(GmiiSignature()), domain ``eth{k}_rx``
     gmii_tx{k} : Out(GmiiSignature()), domain ``eth{k}_tx``
     axil : In(AxiLiteSignature), registers (byte address = 4 x word address of :meth:`regmap`)
-    axi : Out(AxiSignature(64, 64, 2)), host memory (ID bit 1: 0 receive, 1 transmit engine)
+    axi : Out(AxiSignature(64, 64, 2 or 3)), host memory (the top ID bits name the manager:
+        0 receive, 1 transmit engine, 2 offload engine)
     rx_irq, tx_irq : Out(rings), one interrupt line per ring
+    offload_irq, offload_busy : Out(1), with ``offload``: a completion was written; a command
+        is in progress
     """
 
     def __init__(self, *, ports: int = 2, rings: int = 64, vnics: int = 64,
-                 mac_entries: int = 32, local_ips: int = 16, flows: int = 64):
+                 mac_entries: int = 32, local_ips: int = 16, flows: int = 64,
+                 offload: bool = False):
         if not 1 <= ports <= 3:
             raise ValueError(f"ports must be 1..3 (the hairpin is the last source), not {ports}")
         self._ports = ports
@@ -144,21 +159,26 @@ class NicCore(wiring.Component):
         self.tx_dma = TxDmaEngine(rings=rings)
         self.tx_switch = TxSwitch(ports, self.classifier.mac_table.signature
                                   .members["tx_result"].signature.members["payload"].shape)
+        self.offload = OffloadEngine() if offload else None
+        self._features = FEATURE_OFFLOAD if offload else 0
         self._params = ports | rings << 8 | vnics << 20
         self._regmap = self._describe()
         members = {f"gmii_rx{k}": In(GmiiSignature()) for k in range(ports)}
         members.update({f"gmii_tx{k}": Out(GmiiSignature()) for k in range(ports)})
         members["axil"] = In(AxiLiteSignature(self._regmap.addr_width + 2))
-        members["axi"] = Out(AxiSignature(64, 64, 2))
+        members["axi"] = Out(AxiSignature(64, 64, 3 if offload else 2))
         members["rx_irq"] = Out(rings)
         members["tx_irq"] = Out(rings)
+        if offload:
+            members["offload_irq"] = Out(1)
+            members["offload_busy"] = Out(1)
         super().__init__(members)
 
     def regmap(self) -> RegisterMap:
         return self._regmap
 
     def _describe(self) -> RegisterMap:
-        blocks = [NicInfo.block(self._params)]
+        blocks = [NicInfo.block(self._params, features=self._features)]
         for k in range(self._ports):
             blocks.append(Block.from_counters(f"eth{k}_rx", f"Port {k} receive statistics.",
                                               RX_COUNTERS))
@@ -169,6 +189,8 @@ class NicCore(wiring.Component):
                    Block.from_counters("tx_switch", "On-card switching of transmitted frames.",
                                        TX_SWITCH_COUNTERS),
                    self.rx_dma.block("rx_ring"), self.tx_dma.block("tx_ring")]
+        if self.offload is not None:
+            blocks.append(self.offload.block("offload"))
         return RegisterMap("crossnic NIC registers (BAR0)", blocks)
 
     def elaborate(self, platform):
@@ -176,7 +198,8 @@ class NicCore(wiring.Component):
         n = self._ports
         csr_ports = []
 
-        m.submodules.info = info = NicInfo(ports=n, rings=self._rings, vnics=self._vnics)
+        m.submodules.info = info = NicInfo(ports=n, rings=self._rings, vnics=self._vnics,
+                                           features=self._features)
         csr_ports.append(info.csr)
 
         # --- receive: ports and hairpin -> merger -> parser -> queue + classifier -> DMA --
@@ -251,9 +274,16 @@ class NicCore(wiring.Component):
         wiring.connect(m, result.o, switch.mac_result)
         csr_ports += [rx_dma.stats, switch.csr, rx_dma.csr, tx_dma.csr]
 
-        m.submodules.axi_arbiter = arbiter = AxiArbiter(2, 64, 64, 1)
-        wiring.connect(m, rx_dma.axi, arbiter.m0)
-        wiring.connect(m, tx_dma.axi, arbiter.m1)
+        managers = [rx_dma.axi, tx_dma.axi]
+        if self.offload is not None:
+            m.submodules.offload = offload = self.offload
+            managers.append(offload.axi)
+            csr_ports.append(offload.csr)
+            m.d.comb += [self.offload_irq.eq(offload.irq),
+                         self.offload_busy.eq(offload.busy)]
+        m.submodules.axi_arbiter = arbiter = AxiArbiter(len(managers), 64, 64, 1)
+        for k, port in enumerate(managers):
+            wiring.connect(m, port, getattr(arbiter, f"m{k}"))
         wiring.connect(m, arbiter.o, wiring.flipped(self.axi))
 
         # --- registers ----------------------------------------------------------------------

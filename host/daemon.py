@@ -25,6 +25,7 @@ import struct
 import threading
 from pathlib import Path
 
+from crossnic.gateware.crypto.commands import NO_SLOT, OffloadOp
 from crossnic.gateware.layouts import Priority
 
 from . import netns
@@ -37,6 +38,11 @@ __all__ = ["Daemon", "RequestError", "parse_mac", "parse_rate", "PRIORITIES"]
 log = logging.getLogger("crossnicd")
 
 PRIORITIES = {"low": Priority.LOW, "medium": Priority.MEDIUM, "high": Priority.HIGH}
+
+
+#: Key slots on the card, and how many one offload session (one client connection) gets.
+OFFLOAD_SLOTS = 64
+SESSION_SLOTS = 16
 
 
 class RequestError(ValueError):
@@ -115,6 +121,7 @@ class Daemon:
         self.flows: dict[str, dict] = {}
         self._stop = threading.Event()
         self.lost: str | None = None              # why the device went away, if it did
+        self.sessions: list[dict] = []            # offload sessions (a slot range each)
         self._restore()
 
     # --- start and stop -------------------------------------------------------------------
@@ -651,7 +658,86 @@ class Daemon:
                 self.lost = str(e)
                 self._stop.wait(1.0)
 
+    # --- handshake offload sessions ----------------------------------------------------------
+    def offload_request(self, session: dict, request: dict) -> dict:
+        """``offload-open`` gives the connection a range of key slots of its own;
+        ``offload`` runs one command in it. Slots outside the range are refused here, so one
+        client cannot name another's keys; the range is zeroized when the connection ends."""
+        try:
+            if request["cmd"] == "offload-open":
+                return {"ok": True, "result": self._offload_open(session)}
+            return {"ok": True, "result": self._offload_run(session, request.get("args"))}
+        except (RequestError, DriverError) as e:
+            return {"ok": False, "error": str(e)}
+        except DeviceError as e:
+            return {"ok": False, "error": f"device lost: {e}"}
+
+    def _offload_open(self, session: dict) -> dict:
+        if self.driver.offload_queue is None:
+            raise RequestError("this card has no handshake offload engine")
+        if "first" in session:
+            raise RequestError("this connection already has an offload session")
+        with self.lock:
+            taken = {s["first"] for s in self.sessions}
+            free = [k for k in range(0, OFFLOAD_SLOTS, SESSION_SLOTS) if k not in taken]
+            if not free:
+                raise RequestError(f"every offload session is in use "
+                                   f"({OFFLOAD_SLOTS // SESSION_SLOTS})")
+            session.update(first=free[0], slots=SESSION_SLOTS)
+            self.sessions.append(session)
+        return {"first_slot": session["first"], "slots": SESSION_SLOTS}
+
+    def _offload_run(self, session: dict, args) -> dict:
+        if "first" not in session:
+            raise RequestError("offload-open first")
+        if not isinstance(args, dict):
+            raise RequestError("args must be an object")
+        cmd = {"op": args.get("op")}
+        if cmd["op"] not in {int(o) for o in OffloadOp}:
+            raise RequestError(f"unknown offload operation {cmd['op']!r}")
+        mine = range(session["first"], session["first"] + session["slots"])
+        for f in ("slot_a", "slot_b", "dst"):
+            v = args.get(f, NO_SLOT)
+            if not isinstance(v, int) or (v != NO_SLOT and v not in mine):
+                raise RequestError(f"{f} {v!r} is not a slot of this session "
+                                   f"({mine.start}..{mine.stop - 1})")
+            cmd[f] = v
+        for f, bits in (("label", 8), ("flags", 8), ("aad_len", 8), ("length", 16)):
+            v = args.get(f, 0)
+            if not isinstance(v, int) or not 0 <= v < 1 << bits:
+                raise RequestError(f"{f} must be an integer of {bits} bits")
+            cmd[f] = v
+        try:
+            cmd["operand"] = bytes.fromhex(args.get("operand", ""))
+            data = bytes.fromhex(args.get("data", ""))
+        except (ValueError, TypeError):
+            raise RequestError("operand and data are hex strings") from None
+        if len(cmd["operand"]) > 32 or (len(data) != cmd["length"] and cmd["op"] in (
+                OffloadOp.SEAL, OffloadOp.OPEN)):
+            raise RequestError("operand is at most 32 bytes; data must be length bytes")
+        c, out = self.driver.offload(cmd, data)
+        return {"status": int(c["status"]), "kind": c["kind"], "length": c["length"],
+                "cycles": c["cycles"], "result": c["result"].hex(), "data": out.hex()}
+
+    def _offload_close(self, session: dict) -> None:
+        if "first" not in session:
+            return
+        try:
+            for slot in range(session["first"], session["first"] + session["slots"]):
+                self.driver.offload({"op": OffloadOp.ZEROIZE, "slot_a": slot})
+        except (DriverError, DeviceError) as e:
+            log.warning("could not zeroize offload slots: %s", e)
+        with self.lock:
+            self.sessions.remove(session)
+
     def _client(self, conn: socket.socket) -> None:
+        session: dict = {}
+        try:
+            self._serve_client(conn, session)
+        finally:
+            self._offload_close(session)
+
+    def _serve_client(self, conn: socket.socket, session: dict) -> None:
         with conn:
             f = conn.makefile("rwb")
             if not self.allowed(conn):
@@ -668,8 +754,12 @@ class Daemon:
             for line in f:
                 try:
                     request = json.loads(line)
-                    reply = self.handle(request) if isinstance(request, dict) else {
-                        "ok": False, "error": "a request is a JSON object"}
+                    if not isinstance(request, dict):
+                        reply = {"ok": False, "error": "a request is a JSON object"}
+                    elif request.get("cmd") in ("offload-open", "offload"):
+                        reply = self.offload_request(session, request)
+                    else:
+                        reply = self.handle(request)
                 except json.JSONDecodeError:
                     reply = {"ok": False, "error": "a request is one JSON object per line"}
                 if reply.get("ok") is False:

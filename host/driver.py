@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from crossnic.gateware.crypto.commands import COMMAND_BYTES, OffloadOp
 from crossnic.gateware.layouts import Priority
 from crossnic.gateware.nic_core import NIC_ID, NicCore
 from crossnic.gateware.tx_scheduler import rate_register
@@ -39,6 +40,7 @@ from .classifier import (
     vnic_writes,
 )
 from .device import Device, DmaBuffer
+from .offload import OffloadQueue
 from .registers import Registers
 from .rings import RxRing, TxRing
 
@@ -51,6 +53,9 @@ TABLES = {k: inspect.signature(NicCore).parameters[k].default
           for k in ("mac_entries", "local_ips", "flows")}
 _HAIRPIN_PORT = 2
 _RING_RESET = 1 << 31
+#: Offload data buffers: a TLS record (2**14 + 256 bytes), read in whole 16-byte blocks.
+OFFLOAD_BUF = (1 << 14) + 256 + 16
+OFFLOAD_LOG2 = 6
 
 
 class DriverError(RuntimeError):
@@ -116,9 +121,10 @@ class Driver:
     """Own the card behind ``dev``: every ring disabled and every table cleared at start."""
 
     def __init__(self, dev: Device, *, ring_log2: int = 8, buf_size: int = 2048,
-                 clk_hz: float = 125e6):
+                 clk_hz: float = 125e6, allow_export: bool = False):
         self.dev = dev
-        self.core = NicCore()
+        # (the offload block is the map's last: every other address is the same without it)
+        self.core = NicCore(offload=True)
         self.regs = Registers(self.core.regmap(), dev.read32, dev.write32)
         ident = self.regs.read("nic.id")
         if ident != NIC_ID:
@@ -143,6 +149,68 @@ class Driver:
         self.flood, _ = self._rx_ring(FLOOD_RING)
         self._start_rx(self.flood)
         self._write(policy_writes(Policy(flood_ring=FLOOD_RING)))
+        self._offload_lock = threading.Lock()
+        self.offload_queue: OffloadQueue | None = None
+        if self.regs.read_field("nic.features", "offload"):
+            self._start_offload(allow_export)
+
+    # --- the handshake offload engine -------------------------------------------------------
+    def _start_offload(self, allow_export: bool) -> None:
+        """Reset the engine (every key slot zeroized), give it its rings, seed its pool."""
+        self.regs.write("offload.ctrl", _RING_RESET)
+        deadline = time.monotonic() + 10
+        while self.regs.read_field("offload.ctrl", "reset"):
+            if time.monotonic() > deadline:
+                raise DriverError("the offload engine did not finish its reset")
+            time.sleep(0.001)
+        ring = (1 << OFFLOAD_LOG2) * COMMAND_BYTES
+        self._offload_bufs = cmd, cpl, _, _ = self._alloc(
+            (ring, 64), (ring, 64), (OFFLOAD_BUF, 16), (OFFLOAD_BUF, 16))
+        q = OffloadQueue(OFFLOAD_LOG2, cmd.addr, cpl.addr)
+        q.clear(self._offload_write)
+        self._write(q.setup(allow_export=allow_export))
+        self.offload_queue = q
+        self.offload({"op": OffloadOp.SEED, "operand": os.urandom(32)})
+
+    def _offload_buf(self, addr: int) -> tuple[DmaBuffer, int]:
+        for b in self._offload_bufs:
+            if b.addr <= addr < b.addr + b.size:
+                return b, addr - b.addr
+        raise DriverError(f"{addr:#x} is outside the offload buffers")
+
+    def _offload_write(self, addr: int, data: bytes) -> None:
+        b, off = self._offload_buf(addr)
+        b.view[off:off + len(data)] = data
+
+    def _offload_read(self, addr: int, n: int) -> bytes:
+        b, off = self._offload_buf(addr)
+        return bytes(b.view[off:off + n])
+
+    def offload(self, cmd: dict, data: bytes = b"", timeout: float = 120.0) -> tuple[dict, bytes]:
+        """Run one command on the card's offload engine: (completion, bytes written to the
+        destination buffer by SEAL/OPEN). The service loop keeps running meanwhile."""
+        if self.offload_queue is None:
+            raise DriverError("this card has no handshake offload engine")
+        if len(data) > OFFLOAD_BUF - 16:
+            raise DriverError(f"offload data of {len(data)} bytes is longer than a TLS record")
+        _, _, src, dst = self._offload_bufs
+        with self._offload_lock:
+            src.view[:len(data)] = data
+            with self.lock:
+                _, doorbell = self.offload_queue.post(
+                    self._offload_write, [{**cmd, "src": src.addr, "dst_addr": dst.addr}])
+                self._write(doorbell)
+            deadline, pause = time.monotonic() + timeout, 0.0002
+            while not (done := self.offload_queue.poll(self._offload_read)):
+                if time.monotonic() > deadline:
+                    raise DriverError("the offload engine did not answer")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+            c = done[0]
+            out = b""
+            if c["status"] == 0 and cmd.get("op") in (OffloadOp.SEAL, OffloadOp.OPEN):
+                out = bytes(dst.view[:cmd.get("length", 0)])
+            return c, out
 
     # --- plumbing -------------------------------------------------------------------------
     def _write(self, pairs) -> None:

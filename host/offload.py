@@ -31,7 +31,7 @@ from crossnic.sim.model.offload import OffloadModel
 from .rings import pack, unpack
 
 __all__ = ["OffloadQueue", "OffloadError", "HandshakeCrypto", "CardCrypto", "SoftCrypto",
-           "encode_command", "decode_completion"]
+           "DaemonCrypto", "encode_command", "decode_completion"]
 
 Read = Callable[[int, int], bytes]
 Write = Callable[[int, bytes], None]
@@ -252,3 +252,47 @@ class CardCrypto(HandshakeCrypto):
 
     def _run(self, cmd: dict, data: bytes = b"") -> tuple[dict, bytes]:
         return self.submit(cmd, data)
+
+
+class DaemonCrypto(CardCrypto):
+    """The card's engine through crossnicd: one connection holds an offload session (a range
+    of key slots only it may name; the daemon zeroizes them when the connection ends)."""
+
+    def __init__(self, sock_path):
+        import json
+        import socket
+        self._json = json
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.connect(str(sock_path))
+        except OSError as e:
+            raise OffloadError(OffloadOp.NOP, OffloadStatus.BAD_HANDLE) from RuntimeError(
+                f"cannot reach crossnicd at {sock_path}: {e}")
+        self._file = self._sock.makefile("rwb")
+        session = self._request("offload-open", {})
+        super().__init__(slots=session["slots"], first_slot=session["first_slot"],
+                         submit=self._submit)
+
+    def _request(self, cmd: str, args: dict):
+        self._file.write(self._json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+        self._file.flush()
+        line = self._file.readline()
+        if not line:
+            raise ConnectionError("crossnicd closed the connection")
+        reply = self._json.loads(line)
+        if not reply.get("ok"):
+            raise RuntimeError(f"crossnicd: {reply.get('error')}")
+        return reply["result"]
+
+    def _submit(self, cmd: dict, data: bytes) -> tuple[dict, bytes]:
+        args = {k: int(v) for k, v in cmd.items() if k != "operand"}
+        args["operand"] = bytes(cmd.get("operand", b"")).hex()
+        args["data"] = data.hex()
+        r = self._request("offload", args)
+        return ({"status": r["status"], "kind": r["kind"], "length": r["length"],
+                 "cycles": r["cycles"], "result": bytes.fromhex(r["result"])},
+                bytes.fromhex(r["data"]))
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()

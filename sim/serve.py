@@ -92,7 +92,7 @@ def serve_card(socket_path: Path, ports: Sequence[str], *, memory_mb: int = DEFA
     threading.Thread(target=watch, daemon=True).start()
     from crossnic.sim.harness import SimulationError
     try:
-        simulate(NicCore(), "crossnic.sim.serve_tb", testcase="serve",
+        simulate(NicCore(offload=True), "crossnic.sim.serve_tb", testcase="serve",
                  params={"socket": str(socket_path), "memory": str(mem), "memory_size": size,
                          "stats": str(socket_path) + ".stats",
                          "ports": [{"kind": s.kind, "name": s.name, "local": s.local,

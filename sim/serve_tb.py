@@ -94,6 +94,7 @@ async def serve(dut):
     parent = os.getppid()
     bar_size = 1 << len(dut.axil__araddr)
     axi_valid = [getattr(dut, f"axi__{s}valid") for s in ("ar", "aw", "r", "b")]
+    offload_busy = getattr(dut, "offload_busy", None)     # a card built with the engine
     lines = 0
     quiet = 0
     steps = 0
@@ -131,7 +132,8 @@ async def serve(dut):
             lines = now
             why = ("request" if busy else "transmit" if activity[0] else
                    "receive" if any(not w.idle() for w in card.wire) else
-                   "dma" if any(_bits(s) for s in axi_valid) else None)
+                   "dma" if any(_bits(s) for s in axi_valid) else
+                   "offload" if offload_busy is not None and _bits(offload_busy) else None)
             if why:
                 quiet, activity[0] = 0, 0
                 stats["busy_" + why] = stats.get("busy_" + why, 0) + 1

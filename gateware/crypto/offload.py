@@ -56,6 +56,7 @@ class OffloadEngine(wiring.Component):
     csr : In(CsrSignature(4)), the ``offload`` registers
     axi : Out(AxiSignature(64, 64, 1)), host memory
     irq : Out(1), a pulse per completion written
+    busy : Out(1), a command or a reset is in progress (``status.busy``)
     """
 
     read_latency = 2
@@ -66,6 +67,7 @@ class OffloadEngine(wiring.Component):
             "csr": In(CsrSignature(4)),
             "axi": Out(AxiSignature(64, 64, 1)),
             "irq": Out(1),
+            "busy": Out(1),
         })
 
     def block(self, name: str = "offload") -> Block:
@@ -117,13 +119,14 @@ class OffloadEngine(wiring.Component):
         enable, allow_export, reset_req = Signal(), Signal(), Signal()
         size_log2 = Signal(4)
         prod, cons = Signal(16), Signal(16)
-        busy = Signal()
+        running = Signal()
+        m.d.comb += self.busy.eq(running | reset_req)
         commands, errors, denied, last_cycles = (Signal(32, name=n) for n in
                                                  ("commands", "errors", "denied", "last_cycles"))
         ctrl_word = Cat(enable, C(0, 3), size_log2, allow_export, C(0, 22), reset_req)
         words = {CMD_BASE_LO: cmd_base[:32], CMD_BASE_HI: cmd_base[32:],
                  CPL_BASE_LO: cpl_base[:32], CPL_BASE_HI: cpl_base[32:], CTRL: ctrl_word,
-                 PROD: prod, CONS: cons, STATUS: Cat(busy, slots.ready), COMMANDS: commands,
+                 PROD: prod, CONS: cons, STATUS: Cat(running, slots.ready), COMMANDS: commands,
                  ERRORS: errors, DENIED: denied, LAST_CYCLES: last_cycles,
                  SLOTS: C(n_slots, 32)}
         word = Signal(32)
@@ -347,7 +350,7 @@ class OffloadEngine(wiring.Component):
                     m.d.comb += slots.zeroize_all.eq(1)
                     m.d.sync += [cons.eq(0), reset_req.eq(0)]
                 with m.Elif(enable & (prod != cons) & slots.ready):
-                    m.d.sync += [busy.eq(1), index.eq(cons & slot_mask), started.eq(cycles),
+                    m.d.sync += [running.eq(1), index.eq(cons & slot_mask), started.eq(cycles),
                                  beat.eq(0), axi_err.eq(0), status.eq(OffloadStatus.OK),
                                  result.eq(0), result_len.eq(0), step.eq(0), out_kind.eq(0)]
                     m.next = "FETCH_ADDR"
@@ -563,7 +566,7 @@ class OffloadEngine(wiring.Component):
             with m.State("CPL_RESP"):
                 m.d.comb += axi.bready.eq(1)
                 with m.If(axi.bvalid):
-                    m.d.sync += [cons.eq(cons + 1), busy.eq(0), commands.eq(commands + 1),
+                    m.d.sync += [cons.eq(cons + 1), running.eq(0), commands.eq(commands + 1),
                                  last_cycles.eq(cycles - started),
                                  # nothing of the command's secrets stays in the engine
                                  a_data.eq(0), b_data.eq(0), result.eq(0), block.eq(0),
