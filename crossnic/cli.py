@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .host.admin import add_parsers
     add_parsers(sub)
+    from .host.tls_cli import add_parser as add_tls
+    add_tls(sub)
     return parser
 
 

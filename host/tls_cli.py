@@ -1,0 +1,219 @@
+"""``crossnic tls connect HOST:PORT`` and ``crossnic tls serve``: the TLS 1.3 endpoints of
+:mod:`crossnic.host.tls` as commands, with the handshake on the card (through crossnicd) or in
+software. Run them in a VNS instance with ``ip netns exec VNS crossnic tls ...``: the daemon's
+socket is a file, reachable from any namespace."""
+
+import datetime
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509.oid import NameOID
+
+from . import tls
+from .admin import DEFAULT_SOCKET
+from .offload import DaemonCrypto, HandshakeCrypto, OffloadError, SoftCrypto
+
+__all__ = ["add_parser"]
+
+
+class TlsCliError(RuntimeError):
+    pass
+
+
+def _backend(args) -> HandshakeCrypto:
+    if args.backend == "soft":
+        return SoftCrypto()
+    try:
+        return DaemonCrypto(args.daemon)
+    except (OffloadError, RuntimeError, ConnectionError) as e:
+        cause = e.__cause__ or e
+        raise TlsCliError(f"no offload session: {cause} (or use --backend soft)") from None
+
+
+def _host_port(text: str, default_port: int = 4433) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(default_port)
+    try:
+        value = int(port)
+    except ValueError:
+        raise TlsCliError(f"bad port in {text!r}") from None
+    if not 0 < value < 65536 or not host:
+        raise TlsCliError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), value
+
+
+def _summary(conn: tls.TlsConnection, crypto: HandshakeCrypto, started: float, args) -> dict:
+    out = {"backend": args.backend, "handshake_ms": round(1000 * (time.monotonic() - started), 1),
+           "version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "group": "x25519"}
+    if crypto.cycles:
+        out["card_cycles"] = {op: v[0] for op, v in crypto.cycles.items()}
+    if conn.peer_certificate is not None:
+        out["peer"] = conn.peer_certificate.subject.rfc4514_string()
+    return out
+
+
+def _connect(args) -> int:
+    host, port = _host_port(args.target)
+    trusted = None
+    if args.cafile:
+        try:
+            trusted = x509.load_pem_x509_certificates(Path(args.cafile).read_bytes())
+        except (OSError, ValueError) as e:
+            raise TlsCliError(f"cannot read --cafile {args.cafile}: {e}") from None
+    try:
+        sock = socket.create_connection((host, port), timeout=args.timeout)
+    except OSError as e:
+        raise TlsCliError(f"cannot connect to {host}:{port}: {e.strerror or e}") from None
+    crypto = _backend(args)
+    started = time.monotonic()
+    try:
+        conn = tls.client(sock, crypto, server_name=args.servername or host, trusted=trusted)
+    except (tls.TlsError, tls.TlsAlert, ConnectionError, OSError) as e:
+        raise TlsCliError(f"handshake with {host}:{port} failed: {e}") from None
+    info = _summary(conn, crypto, started, args)
+    print(json.dumps(info) if args.json else
+          f"handshake done in {info['handshake_ms']} ms ({args.backend}): TLSv1.3 "
+          f"TLS_AES_128_GCM_SHA256 x25519, peer {info.get('peer', '?')}", file=sys.stderr)
+    try:
+        if args.send is not None:
+            conn.send(args.send.encode().decode("unicode_escape").encode())
+        got = b""
+        deadline = time.monotonic() + args.wait
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                chunk = conn.recv()
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            got += chunk
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            if args.expect and args.expect.encode() in got:
+                break
+    except (tls.TlsError, tls.TlsAlert) as e:
+        raise TlsCliError(str(e)) from None
+    finally:
+        conn.close()
+    return 0
+
+
+def _self_signed(name: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def _serve(args) -> int:
+    if bool(args.cert) != bool(args.key):
+        raise TlsCliError("--cert and --key go together")
+    if args.cert:
+        try:
+            cert = x509.load_pem_x509_certificate(Path(args.cert).read_bytes())
+            key = load_pem_private_key(Path(args.key).read_bytes(), None)
+        except (OSError, ValueError, TypeError) as e:
+            raise TlsCliError(f"cannot load the certificate or key: {e}") from None
+    else:
+        cert, key = _self_signed(args.name)
+    host, port = _host_port(args.listen)
+    srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind((host, port))
+    except OSError as e:
+        raise TlsCliError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    srv.listen(8)
+    print(f"listening on {host}:{port} ({args.backend})", file=sys.stderr, flush=True)
+    served = 0
+    with srv:
+        while args.count == 0 or served < args.count:
+            sock, peer = srv.accept()
+            served += 1
+            crypto = _backend(args)
+            started = time.monotonic()
+            try:
+                conn = tls.server(sock, crypto, cert, key)
+            except (tls.TlsError, tls.TlsAlert, ConnectionError, OSError) as e:
+                print(f"{peer[0]}: handshake failed: {e}", file=sys.stderr, flush=True)
+                _close(crypto)
+                continue
+            info = _summary(conn, crypto, started, args)
+            print(json.dumps(info) if args.json else
+                  f"{peer[0]}: handshake done in {info['handshake_ms']} ms", file=sys.stderr,
+                  flush=True)
+            try:
+                while data := conn.recv():
+                    conn.send(data.upper() if args.upper else data)
+            except (tls.TlsError, tls.TlsAlert, OSError) as e:
+                print(f"{peer[0]}: {e}", file=sys.stderr, flush=True)
+            finally:
+                conn.close()
+                _close(crypto)
+    return 0
+
+
+def _close(crypto: HandshakeCrypto) -> None:
+    if hasattr(crypto, "close"):
+        crypto.close()
+
+
+def _run(args) -> int:
+    try:
+        return args.tls_func(args)
+    except TlsCliError as e:
+        print(f"crossnic tls: error: {e}", file=sys.stderr)
+        return 2
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tls", help="TLS 1.3 with the handshake on the card's offload engine",
+                       description="TLS 1.3 client and server whose ECDHE, key schedule and "
+                       "record encryption run on the card (through crossnicd), or in software.")
+    tsub = p.add_subparsers(dest="tls_cmd", required=True)
+
+    def common(q):
+        q.add_argument("--backend", choices=("card", "soft"), default="card",
+                       help="card: the offload engine via crossnicd (default); soft: software")
+        q.add_argument("--daemon", default=str(DEFAULT_SOCKET), metavar="SOCKET",
+                       help=f"crossnicd's socket (default {DEFAULT_SOCKET})")
+        q.add_argument("--json", action="store_true", help="handshake summary as JSON")
+        q.set_defaults(func=_run)
+
+    c = tsub.add_parser("connect", help="connect to a TLS 1.3 server")
+    c.add_argument("target", metavar="HOST:PORT")
+    c.add_argument("--cafile", help="PEM certificates to trust (default: accept any, but the "
+                   "CertificateVerify signature is always checked)")
+    c.add_argument("--servername", help="SNI name (default: HOST)")
+    c.add_argument("--send", help="send this text after the handshake (\\n escapes work)")
+    c.add_argument("--expect", help="stop reading once this text arrived")
+    c.add_argument("--wait", type=float, default=5.0, help="seconds to read answers (5)")
+    c.add_argument("--timeout", type=float, default=10.0, help="connect timeout (10 s)")
+    common(c)
+    c.set_defaults(tls_func=_connect)
+
+    s = tsub.add_parser("serve", help="accept TLS 1.3 clients and echo what they send")
+    s.add_argument("--listen", default="0.0.0.0:4433", metavar="ADDR:PORT")
+    s.add_argument("--cert", help="PEM certificate (default: a new self-signed P-256 one)")
+    s.add_argument("--key", help="PEM private key of --cert")
+    s.add_argument("--name", default=os.uname().nodename, help="CN of the self-signed cert")
+    s.add_argument("--count", type=int, default=0, help="stop after this many clients")
+    s.add_argument("--upper", action="store_true", help="echo in upper case")
+    common(s)
+    s.set_defaults(tls_func=_serve)
