@@ -1,0 +1,288 @@
+"""TLS 1.3 with the handshake on the card, against a stock OpenSSL, both directions.
+
+The card (``crossnic sim --serve``, built with the offload engine) runs crossnicd; a VNS
+instance on port 0 runs ``crossnic tls`` (backend ``card``: every X25519, key-schedule step
+and record goes through the offload queue), and an outside station on port 0's wire runs
+``openssl s_server``/``s_client``, so the TLS traffic crosses the simulated card too. Tampered
+records and small-order keys must end the handshake with the right alert. The software
+backend is checked against OpenSSL on loopback first (no card, fast).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_daemon import Setup, sh
+
+from crossnic.sim.serve import wait_for_socket
+
+OPENSSL = shutil.which("openssl")
+TAG = f"{os.getpid() % 10000}"
+VNS, EXT = f"cntls{TAG}", f"cntx{TAG}"
+VNS_IP, EXT_IP = "10.9.1.20", "10.9.1.100"
+PEERS = str(Path(__file__).with_name("tls_peers.py"))
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                                reason="TAP devices and network namespaces need root")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("certs")
+    sh(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+       "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2", "-nodes",
+       "-subj", "/CN=crossnic-test")
+    return d
+
+
+def _crossnic(*args: str, ns: str | None = None, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "crossnic", *args]
+    if ns:
+        cmd = ["ip", "netns", "exec", ns, *cmd]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _listening(p: subprocess.Popen) -> subprocess.Popen:
+    """Wait for ``crossnic tls serve`` to say it listens."""
+    line = p.stderr.readline()
+    assert line.startswith("listening"), line + _stop(p)
+    return p
+
+
+def _in(ns: str | None, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
+
+
+def _s_server(ns, port: int, certs: Path) -> subprocess.Popen:
+    p = subprocess.Popen(_in(ns, OPENSSL, "s_server", "-accept", str(port), "-cert",
+                             str(certs / "cert.pem"), "-key", str(certs / "key.pem"),
+                             "-tls1_3", "-rev"),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    time.sleep(0.5)
+    return p
+
+
+def _s_client(ns, target: str, certs: Path, text: str, wait: float) -> str:
+    """openssl s_client's output after sending ``text`` and waiting ``wait`` seconds."""
+    p = subprocess.Popen(_in(ns, OPENSSL, "s_client", "-connect", target, "-tls1_3",
+                             "-CAfile", str(certs / "cert.pem"), "-servername",
+                             "crossnic-test"),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    time.sleep(wait)
+    p.stdin.write(text)
+    p.stdin.flush()
+    time.sleep(wait)
+    p.stdin.close()                     # s_client sends close_notify and ends
+    try:
+        p.wait(timeout=wait + 30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    return p.stdout.read()
+
+
+def _stop(p: subprocess.Popen) -> str:
+    if p.poll() is None:
+        p.terminate()
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    return (out or "") + (err or "")
+
+
+# --- software backend, loopback ------------------------------------------------------------
+
+@needs_openssl
+def test_soft_client_with_openssl_server(certs):
+    srv = _s_server(None, 14501, certs)
+    try:
+        r = subprocess.run([sys.executable, "-m", "crossnic", "tls", "connect",
+                            "127.0.0.1:14501", "--backend", "soft", "--cafile",
+                            str(certs / "cert.pem"), "--servername", "crossnic-test",
+                            "--send", "hello openssl\\n", "--expect", "lssnepo olleh", "--json"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        _stop(srv)
+    assert r.returncode == 0, r.stderr
+    assert "lssnepo olleh" in r.stdout
+    assert json.loads(r.stderr.splitlines()[0])["peer"] == "CN=crossnic-test"
+
+
+@needs_openssl
+def test_openssl_client_with_soft_server(certs):
+    srv = _listening(_crossnic("tls", "serve", "--backend", "soft", "--listen",
+                               "127.0.0.1:14502", "--count", "1", "--upper", "--cert",
+                               str(certs / "cert.pem"), "--key", str(certs / "key.pem")))
+    try:
+        out = _s_client(None, "127.0.0.1:14502", certs, "hello crossnic\n", 1.0)
+    finally:
+        log = _stop(srv)
+    assert "Verification: OK" in out, out
+    assert "TLSv1.3" in out and "TLS_AES_128_GCM_SHA256" in out
+    assert "HELLO CROSSNIC" in out, out + log
+
+
+@needs_openssl
+def test_untrusted_certificate_is_refused(certs, tmp_path):
+    other = tmp_path / "other.pem"
+    sh(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+       "-keyout", str(tmp_path / "k.pem"), "-out", str(other), "-days", "1", "-nodes",
+       "-subj", "/CN=someone-else")
+    srv = _s_server(None, 14503, certs)
+    try:
+        r = subprocess.run([sys.executable, "-m", "crossnic", "tls", "connect",
+                            "127.0.0.1:14503", "--backend", "soft", "--cafile", str(other)],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        _stop(srv)
+    assert r.returncode == 2 and "bad_certificate" in r.stderr, r.stderr
+
+
+# --- the card ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory):
+    """A served card with the offload engine, crossnicd, a VNS on port 0 and a station."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or OPENSSL is None:
+        pytest.skip("needs root, /dev/net/tun and openssl")
+    s = Setup(tmp_path_factory.mktemp("tls"))
+    ext_tap = f"cnt{TAG}"
+    log = open(s.tmp / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
+                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "64"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not wait_for_socket(s.card_sock, 1200, lambda: proc.poll() is None):
+            pytest.fail((s.tmp / "serve.log").read_text())
+        sh("ip", "netns", "add", EXT)
+        sh("ip", "link", "set", ext_tap, "netns", EXT)
+        sh("ip", "-n", EXT, "addr", "add", f"{EXT_IP}/24", "dev", ext_tap)
+        sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
+        s.start_daemon()
+        s.ok("create-vns", VNS, "--ip", f"{VNS_IP}/24")
+        s.ok("create-vnic", f"tls{TAG}", "--over", "port0", "--vns", VNS)
+        yield s
+    finally:
+        if s.daemon and s.daemon.poll() is None:
+            s.daemon.terminate()
+            s.daemon.wait(60)
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+        for ns in (EXT, VNS):
+            sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(s.run_dir, ignore_errors=True)
+
+
+def _connect(card, target: str, certs: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_in(VNS, sys.executable, "-m", "crossnic", "tls", "connect", target,
+                              "--daemon", str(card.daemon_sock), "--cafile",
+                              str(certs / "cert.pem"), "--servername", "crossnic-test",
+                              "--json", *extra),
+                          capture_output=True, text=True, timeout=600)
+
+
+@needs_root
+@needs_openssl
+def test_card_client_with_openssl_server(card, certs):
+    """Our client in the VNS, keys on the card; s_server outside, across the card's port."""
+    srv = _s_server(EXT, 4433, certs)
+    try:
+        r = _connect(card, f"{EXT_IP}:4433", certs, "--send", "through the card\\n",
+                     "--expect", "drac eht hguorht", "--wait", "120")
+    finally:
+        log = _stop(srv)
+    assert r.returncode == 0, r.stderr + log
+    assert "drac eht hguorht" in r.stdout
+    info = json.loads(r.stderr.splitlines()[0])
+    assert info["backend"] == "card"
+    # the ECDHE and the key schedule ran on the card: its clock counts came back
+    cycles = info["card_cycles"]
+    assert {"keygen", "derive", "extract", "expand", "traffic_keys", "finished",
+            "seal", "open"} <= set(cycles), cycles
+    assert 50_000 < cycles["derive"] < 60_000
+
+
+@needs_root
+@needs_openssl
+def test_openssl_client_with_card_server(card, certs):
+    srv = _listening(_crossnic("tls", "serve", "--daemon", str(card.daemon_sock), "--listen",
+                               "0.0.0.0:4434", "--count", "1", "--upper", "--cert",
+                               str(certs / "cert.pem"), "--key", str(certs / "key.pem"),
+                               "--json", ns=VNS))
+    try:
+        out = _s_client(EXT, f"{VNS_IP}:4434", certs, "keys stay on the card\n", 15.0)
+    finally:
+        log = _stop(srv)
+    assert "Verification: OK" in out, out + log
+    assert "KEYS STAY ON THE CARD" in out, out + log
+    assert '"backend": "card"' in log
+
+
+@needs_root
+@needs_openssl
+def test_tampered_records_get_bad_record_mac(card, certs):
+    """A flipped bit in the server's first encrypted record: our client answers
+    bad_record_mac; in the client's Finished: our server does, and OpenSSL reports it."""
+    relay = subprocess.Popen(_in(EXT, sys.executable, PEERS, "tamper", "4440",
+                                 f"{EXT_IP}:4441", "s2c", "2"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    srv = _s_server(EXT, 4441, certs)
+    try:
+        assert relay.stdout.readline().startswith("listening")
+        r = _connect(card, f"{EXT_IP}:4440", certs)
+    finally:
+        relay_log, srv_log = _stop(relay), _stop(srv)
+    assert r.returncode == 2 and "bad_record_mac" in r.stderr, r.stderr + relay_log
+    assert "s2c 23 tampered" in relay_log
+    assert "bad record mac" in srv_log.lower(), srv_log
+
+    srv = _listening(_crossnic("tls", "serve", "--daemon", str(card.daemon_sock), "--listen",
+                               "0.0.0.0:4442", "--count", "1", "--cert",
+                               str(certs / "cert.pem"), "--key", str(certs / "key.pem"),
+                               ns=VNS))
+    relay = subprocess.Popen(_in(EXT, sys.executable, PEERS, "tamper", "4443",
+                                 f"{VNS_IP}:4442", "c2s", "2"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert relay.stdout.readline().startswith("listening")
+        out = _s_client(EXT, f"{EXT_IP}:4443", certs, "x\n", 10.0)
+    finally:
+        relay_log, log = _stop(relay), _stop(srv)
+    assert "c2s 23 tampered" in relay_log, relay_log
+    assert "sent alert bad_record_mac" in log, log
+    assert "bad record mac" in out.lower(), out
+
+
+@needs_root
+@needs_openssl
+def test_small_order_keys_get_illegal_parameter(card, certs):
+    """An all-zero X25519 share makes the card's DERIVE fail (BAD_POINT): both our client and
+    our server answer with a plaintext illegal_parameter alert (15 0303 0002 02 2f)."""
+    srv = _listening(_crossnic("tls", "serve", "--daemon", str(card.daemon_sock), "--listen",
+                               "0.0.0.0:4444", "--count", "1", ns=VNS))
+    try:
+        r = subprocess.run(_in(EXT, sys.executable, PEERS, "bad-client", f"{VNS_IP}:4444"),
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        log = _stop(srv)
+    assert r.stdout.strip() == "1503030002022f", r.stdout + r.stderr + log
+    assert "small-order" in log
+
+    fake = subprocess.Popen(_in(EXT, sys.executable, PEERS, "bad-server", "4445"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert fake.stdout.readline().startswith("listening")
+        r = _connect(card, f"{EXT_IP}:4445", certs)
+    finally:
+        fake_log = _stop(fake)
+    assert r.returncode == 2 and "illegal_parameter" in r.stderr, r.stderr
+    assert "1503030002022f" in fake_log, fake_log
