@@ -73,6 +73,7 @@ def _connect(args) -> int:
         sock = socket.create_connection((host, port), timeout=args.timeout)
     except OSError as e:
         raise TlsCliError(f"cannot connect to {host}:{port}: {e.strerror or e}") from None
+    sock.settimeout(120.0)                  # the handshake (a simulated card is slow)
     crypto = _backend(args)
     started = time.monotonic()
     try:
@@ -204,7 +205,8 @@ def add_parser(sub) -> None:
     c.add_argument("--send", help="send this text after the handshake (\\n escapes work)")
     c.add_argument("--expect", help="stop reading once this text arrived")
     c.add_argument("--wait", type=float, default=5.0, help="seconds to read answers (5)")
-    c.add_argument("--timeout", type=float, default=10.0, help="connect timeout (10 s)")
+    c.add_argument("--timeout", type=float, default=10.0, help="connect timeout (10 s); the "
+                   "handshake may take 120 s")
     common(c)
     c.set_defaults(tls_func=_connect)
 

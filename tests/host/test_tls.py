@@ -68,18 +68,29 @@ def _s_server(ns, port: int, certs: Path) -> subprocess.Popen:
     return p
 
 
-def _s_client(ns, target: str, certs: Path, text: str, wait: float) -> str:
-    """openssl s_client's output after sending ``text`` and waiting ``wait`` seconds."""
+def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float) -> str:
+    """openssl s_client's output after sending ``text`` (a list: one write each, 3 s apart,
+    as s_client takes one command or message per read) and waiting ``wait`` seconds."""
     p = subprocess.Popen(_in(ns, OPENSSL, "s_client", "-connect", target, "-tls1_3",
                              "-CAfile", str(certs / "cert.pem"), "-servername",
                              "crossnic-test"),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
     time.sleep(wait)
-    p.stdin.write(text)
-    p.stdin.flush()
-    time.sleep(wait)
-    p.stdin.close()                     # s_client sends close_notify and ends
+    for k, part in enumerate([text] if isinstance(text, str) else text):
+        if k:
+            time.sleep(3)
+        try:
+            p.stdin.write(part)
+            p.stdin.flush()
+        except BrokenPipeError:         # s_client has ended (a failed handshake)
+            break
+    else:
+        time.sleep(wait)
+    try:
+        p.stdin.close()                 # s_client sends close_notify and ends
+    except BrokenPipeError:
+        pass
     try:
         p.wait(timeout=wait + 30)
     except subprocess.TimeoutExpired:
@@ -166,6 +177,7 @@ def card(tmp_path_factory):
         sh("ip", "link", "set", ext_tap, "netns", EXT)
         sh("ip", "-n", EXT, "addr", "add", f"{EXT_IP}/24", "dev", ext_tap)
         sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
+        sh("ip", "-n", EXT, "link", "set", "lo", "up")     # the relays reach their own address
         s.start_daemon()
         s.ok("create-vns", VNS, "--ip", f"{VNS_IP}/24")
         s.ok("create-vnic", f"tls{TAG}", "--over", "port0", "--vns", VNS)
@@ -219,11 +231,13 @@ def test_openssl_client_with_card_server(card, certs):
                                str(certs / "cert.pem"), "--key", str(certs / "key.pem"),
                                "--json", ns=VNS))
     try:
-        out = _s_client(EXT, f"{VNS_IP}:4434", certs, "keys stay on the card\n", 15.0)
+        # ("k" alone makes s_client send a KeyUpdate first: the server must follow it)
+        out = _s_client(EXT, f"{VNS_IP}:4434", certs, ["k\n", "secrets stay on the card\n"],
+                        15.0)
     finally:
         log = _stop(srv)
     assert "Verification: OK" in out, out + log
-    assert "KEYS STAY ON THE CARD" in out, out + log
+    assert "KEYUPDATE" in out and "SECRETS STAY ON THE CARD" in out, out + log
     assert '"backend": "card"' in log
 
 
