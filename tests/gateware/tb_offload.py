@@ -336,3 +336,28 @@ async def constant_time(dut):
     dut._log.info("KEYGEN %d clocks, DERIVE %d clocks", b.cycles["KEYGEN"][0],
                   b.cycles["DERIVE"][0])
     await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def bench(dut):
+    """Clocks per command, for benchmarks/offload.py (``params: out``): a handshake's commands
+    and SEAL/OPEN of several record sizes."""
+    import json
+    b = await _bench(dut)
+    rng = random.Random(14)
+    await _handshake(b, rng)
+    sizes = params().get("sizes", [16, 256, 1024, 4096, 16384])
+    header = bytes([23, 3, 3, 0, 0])
+    records = {}
+    for n in sizes:
+        text = rng.randbytes(n)
+        c = await b.run({"op": Op.SEAL, "slot_a": 8, "length": n, "aad_len": 5,
+                         "operand": bytes(8) + bytes(16) + header}, text, expect=S.OK)
+        sealed = b.ram.read(DST, n)
+        o = await b.run({"op": Op.OPEN, "slot_a": 8, "length": n, "aad_len": 5,
+                         "operand": bytes(8) + c["result"][:16] + header}, sealed, expect=S.OK)
+        records[n] = {"seal": c["cycles"], "open": o["cycles"]}
+    await b.run({"op": Op.ZEROIZE, "slot_a": 9}, expect=S.OK)
+    ops = {name.lower(): v[0] for name, v in b.cycles.items() if name not in ("SEAL", "OPEN")}
+    with open(params()["out"], "w") as f:
+        json.dump({"ops": ops, "records": records}, f)

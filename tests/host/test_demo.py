@@ -34,6 +34,10 @@ def test_demo_passes_and_cleans_up():
     assert summary["wire_unchanged_during_vns_ping"] and summary["hairpinned"] >= 6
     assert summary["tcp"]["received_by_server"] == summary["tcp"]["bytes"] == 1 << 20
     assert summary["classifier"]["mac_hits"] > 500
+    # TLS 1.3 between the two VNS, with both ends' handshakes on the card's offload engine
+    tls = summary["tls"]
+    assert tls["echoed"] and tls["backend"] == "card"
+    assert tls["card_cycles"]["keygen"] > 50_000 and "finished" in tls["card_cycles"]
     assert "cleaning up" in r.stderr
     assert _leftovers() == before
 
