@@ -77,6 +77,7 @@ def components() -> dict:
     from crossnic.gateware.crypto.ghash import Ghash
     from crossnic.gateware.crypto.hkdf import Hkdf
     from crossnic.gateware.crypto.hmac import HmacSha256
+    from crossnic.gateware.crypto.offload import OffloadEngine
     from crossnic.gateware.crypto.sha256 import Sha256
     from crossnic.gateware.crypto.x25519 import X25519
     from crossnic.gateware.nic_core import NicCore
@@ -100,6 +101,8 @@ def components() -> dict:
         "Aes128": lambda: Aes128(),
         "Ghash": lambda: Ghash(),
         "Aes128Gcm": lambda: Aes128Gcm(),
+        # the handshake block: cores, key slots, command processor
+        "OffloadEngine": lambda: OffloadEngine(),
     }
 
 

@@ -102,3 +102,39 @@ def test_a_text_block_costs_about_one_aes_block():
     assert (out, tag) == (sealed[:-16], sealed[-16:])
     assert clocks <= 64 * 13 + 60, clocks
     assert 1024 * 8 / (clocks / 125e6) >= 1e9
+
+
+# McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 1-4 (AES-128), as in
+# NIST's GCM validation: (key, IV, additional data, plaintext, ciphertext, tag)
+_K3 = "feffe9928665731c6d6a8f9467308308"
+_P3 = ("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+       "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255")
+_C3 = ("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
+       "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985")
+GCM_SPEC = [
+    ("00" * 16, "00" * 12, "", "", "", "58e2fccefa7e3061367f1d57a4e7455a"),
+    ("00" * 16, "00" * 12, "", "00" * 16, "0388dace60b6a392f328c2b971b2fe78",
+     "ab6e47d42cec13bdf53a67b21257bddf"),
+    (_K3, "cafebabefacedbaddecaf888", "", _P3, _C3, "4d5c2af327cd64a62cf35abd2ba6fab4"),
+    (_K3, "cafebabefacedbaddecaf888", "feedfacedeadbeeffeedfacedeadbeefabaddad2", _P3[:120],
+     _C3[:120], "5bc94fbc3221a5db94fae95ae7121a47"),
+]
+
+
+def test_gcm_specification_vectors_and_tag_failure():
+    """The spec's test cases both ways; a flipped ciphertext bit changes the tag the decrypt
+    direction computes (the engine compares it and refuses the record: BAD_TAG)."""
+    jobs = []
+    for key, iv, aad, p, c, _ in GCM_SPEC:
+        k, n, a = bytes.fromhex(key), bytes.fromhex(iv), bytes.fromhex(aad)
+        jobs += [(k, n, a, bytes.fromhex(p), False), (None, n, a, bytes.fromhex(c), True)]
+    k, n, a, c = bytes.fromhex(_K3), bytes.fromhex("cafebabefacedbaddecaf888"), b"", \
+        bytearray.fromhex(_C3)
+    c[7] ^= 1
+    jobs.append((None, n, a, bytes(c), True))
+    results = run(jobs)
+    for i, (_, _, _, p, c, t) in enumerate(GCM_SPEC):
+        (enc, enc_tag, _), (dec, dec_tag, _) = results[2 * i], results[2 * i + 1]
+        assert enc.hex() == c and enc_tag.hex() == t, f"test case {i + 1}"
+        assert dec.hex() == p and dec_tag.hex() == t, f"test case {i + 1} (decrypt)"
+    assert results[-1][1].hex() != GCM_SPEC[2][5]
