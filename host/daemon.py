@@ -725,7 +725,7 @@ class Daemon:
         try:
             for slot in range(session["first"], session["first"] + session["slots"]):
                 self.driver.offload({"op": OffloadOp.ZEROIZE, "slot_a": slot})
-        except (DriverError, DeviceError) as e:
+        except (DriverError, DeviceError, OSError) as e:    # the card went away meanwhile
             log.warning("could not zeroize offload slots: %s", e)
         with self.lock:
             self.sessions.remove(session)
