@@ -23,6 +23,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 from crossnic.gateware.crypto.commands import NO_SLOT, OffloadOp
@@ -151,6 +152,9 @@ class Daemon:
         """Stop serving; VNICs, namespaces and the card are left as configured in the database
         (temporary ones are removed)."""
         self._stop.set()
+        deadline = time.monotonic() + 5             # let closing clients' slots be zeroized
+        while self.sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self.lock:
             for v in self.driver.vnics.values():
                 v.tap.close()               # the TAP interfaces go with their descriptors
@@ -764,5 +768,8 @@ class Daemon:
                     reply = {"ok": False, "error": "a request is one JSON object per line"}
                 if reply.get("ok") is False:
                     log.info("refused %s: %s", line[:200], reply["error"])
-                f.write(json.dumps(reply).encode() + b"\n")
-                f.flush()
+                try:
+                    f.write(json.dumps(reply).encode() + b"\n")
+                    f.flush()
+                except OSError:                  # the client went away before its answer
+                    return

@@ -75,10 +75,12 @@ def _tls(server_ns: str, client_ns: str, addr: str, daemon_sock: Path) -> dict:
             raise DemoError(f"TLS client in {client_ns}: {r.stderr.strip()}")
         info = json.loads(r.stderr.splitlines()[0])
         info["echoed"] = r.stdout == "HELLO OVER TLS"
+        srv.wait(60)                    # it serves one client, then gives its slots back
         return info
     finally:
-        srv.kill()
-        srv.wait()
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
 
 
 def run_demo(*, say=print, keep_going: threading.Event | None = None) -> dict:
