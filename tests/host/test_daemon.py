@@ -424,6 +424,19 @@ BLAST = textwrap.dedent("""
 """)
 
 
+def _quiet(regs: Registers, ring: int) -> int:
+    """Wait until the ring's frame count stops moving (frames of an earlier burst, held back by
+    a rate limit, may still be leaving); returns it."""
+    last = regs.read(f"tx_ring[{ring}].frames.lo")
+    for _ in range(600):
+        time.sleep(0.5)
+        now = regs.read(f"tx_ring[{ring}].frames.lo")
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"transmit ring {ring} never went quiet")
+
+
 def _send_rates(regs: Registers, ring: int, frames: int) -> tuple[float, float]:
     """Bits per second of card time at which ``frames`` UDP datagrams from the DB namespace
     leave VNIC v{DB}'s transmit ring (frame bytes, what maxbw counts) and port 0's wire (FCS
@@ -432,6 +445,7 @@ def _send_rates(regs: Registers, ring: int, frames: int) -> tuple[float, float]:
     def sample():
         return (regs.read("nic.cycles"), regs.read(f"tx_ring[{ring}].frames.lo"),
                 regs.read(f"tx_ring[{ring}].bytes.lo"), regs.read("eth0_tx.octets.lo"))
+    _quiet(regs, ring)
     start = sample()
     sh("ip", "netns", "exec", DB, sys.executable, "-c", BLAST, "10.9.0.200", str(frames))
     samples = [start]
@@ -464,7 +478,7 @@ def test_maxbw_limits_a_vnic_in_card_time(setup):
         s.ok("add-flow", "bulk", "--link", f"v{DB}", "-a", "transport=udp,remote_port=9",
              "-p", "maxbw=300M", "-t")
         flow_ring = json.loads(s.ok("show-flow", "bulk", "--json"))[0]["ring"]
-        vnic_frames = regs.read(f"tx_ring[{ring}].frames.lo")
+        vnic_frames = _quiet(regs, ring)
         flow, _ = _send_rates(regs, flow_ring, 60)
         assert regs.read(f"tx_ring[{ring}].frames.lo") - vnic_frames < 5
         s.ok("remove-flow", "bulk", "-t")
