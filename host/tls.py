@@ -333,20 +333,20 @@ class TlsConnection:
                 continue                        # no resumption
             if kind != KEY_UPDATE or len(body) != 1 or body[0] > 1:
                 self._fail(Alert.UNEXPECTED_MESSAGE, f"post-handshake message {kind}")
-            theirs = "c" if self.is_server else "s"
-            old = self.app_secrets[theirs], self.read_keys.key
-            self.app_secrets[theirs], = self._own(
-                self.crypto.expand(self.app_secrets[theirs], "traffic upd", None))
-            self.read_keys = self._traffic(self.app_secrets[theirs])
-            self._drop(*old)
+            self.read_keys = self._update("c" if self.is_server else "s", self.read_keys)
             if body[0] == 1:                    # update_requested: ours too
                 self._send_record(HANDSHAKE, _handshake(KEY_UPDATE, b"\0"))
-                mine = "s" if self.is_server else "c"
-                old = self.app_secrets[mine], self.write_keys.key
-                self.app_secrets[mine], = self._own(
-                    self.crypto.expand(self.app_secrets[mine], "traffic upd", None))
-                self.write_keys = self._traffic(self.app_secrets[mine])
-                self._drop(*old)
+                self.write_keys = self._update("s" if self.is_server else "c", self.write_keys)
+
+    def _update(self, side: str, keys: _Keys) -> _Keys:
+        """RFC 8446 §7.2: ``side``'s next application traffic secret and its keys (the old
+        secret and key zeroized)."""
+        old = self.app_secrets[side], keys.key
+        self.app_secrets[side], = self._own(
+            self.crypto.expand(self.app_secrets[side], "traffic upd", None))
+        new = self._traffic(self.app_secrets[side])
+        self._drop(*old)
+        return new
 
     def _drop(self, *handles: int) -> None:
         self.crypto.free(*handles)
