@@ -26,14 +26,20 @@ def _records(buf: bytes):
     return out, buf
 
 
-def tamper(listen: int, target: str, direction: str, index: int) -> None:
-    host, port = target.rsplit(":", 1)
+def _accept(port: int) -> socket.socket:
+    """Listen on ``port``, say so (the test waits for it), take one connection."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", listen))
+    srv.bind(("0.0.0.0", port))
     srv.listen(1)
     print("listening", flush=True)
-    a, _ = srv.accept()
+    with srv:
+        return srv.accept()[0]
+
+
+def tamper(listen: int, target: str, direction: str, index: int) -> None:
+    host, port = target.rsplit(":", 1)
+    a = _accept(listen)
     b = socket.create_connection((host, int(port)))
     ends = {a: (b, "c2s"), b: (a, "s2c")}
     bufs, counts = {a: b"", b: b""}, {"c2s": 0, "s2c": 0}
@@ -77,12 +83,7 @@ def bad_client(target: str) -> None:
 
 
 def bad_server(listen: int) -> None:
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", listen))
-    srv.listen(1)
-    print("listening", flush=True)
-    c, _ = srv.accept()
+    c = _accept(listen)
     c.settimeout(30)
     c.recv(65536)                                   # the ClientHello
     exts = (tls._ext(tls.EXT_VERSIONS, b"\x03\x04")
