@@ -12,6 +12,8 @@ The card keeps the secrets; the software backend keeps them in this process (it 
 reference model of the engine, so both behave alike, policy included).
 """
 
+import json
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -259,27 +261,25 @@ class DaemonCrypto(CardCrypto):
     of key slots only it may name; the daemon zeroizes them when the connection ends)."""
 
     def __init__(self, sock_path):
-        import json
-        import socket
-        self._json = json
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.connect(str(sock_path))
         except OSError as e:
-            raise OffloadError(OffloadOp.NOP, OffloadStatus.BAD_HANDLE) from RuntimeError(
-                f"cannot reach crossnicd at {sock_path}: {e}")
+            self._sock.close()
+            raise ConnectionError(f"cannot reach crossnicd at {sock_path}: "
+                                  f"{e.strerror or e}") from None
         self._file = self._sock.makefile("rwb")
         session = self._request("offload-open", {})
         super().__init__(slots=session["slots"], first_slot=session["first_slot"],
                          submit=self._submit)
 
     def _request(self, cmd: str, args: dict):
-        self._file.write(self._json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+        self._file.write(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
         self._file.flush()
         line = self._file.readline()
         if not line:
             raise ConnectionError("crossnicd closed the connection")
-        reply = self._json.loads(line)
+        reply = json.loads(line)
         if not reply.get("ok"):
             raise RuntimeError(f"crossnicd: {reply.get('error')}")
         return reply["result"]

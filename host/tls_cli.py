@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from . import tls
 from .admin import DEFAULT_SOCKET
-from .offload import DaemonCrypto, HandshakeCrypto, OffloadError, SoftCrypto
+from .offload import DaemonCrypto, HandshakeCrypto, SoftCrypto
 
 __all__ = ["add_parser"]
 
@@ -33,9 +33,8 @@ def _backend(args) -> HandshakeCrypto:
         return SoftCrypto()
     try:
         return DaemonCrypto(args.daemon)
-    except (OffloadError, RuntimeError, ConnectionError) as e:
-        cause = e.__cause__ or e
-        raise TlsCliError(f"no offload session: {cause} (or use --backend soft)") from None
+    except (RuntimeError, ConnectionError) as e:
+        raise TlsCliError(f"no offload session: {e} (or use --backend soft)") from None
 
 
 def _host_port(text: str, default_port: int = 4433) -> tuple[str, int]:

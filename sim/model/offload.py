@@ -134,7 +134,7 @@ class OffloadModel:
         elif op == Op.EXPAND:
             if not dst_ok or a_kind == K.EMPTY:
                 raise _Refused(S.BAD_HANDLE)
-            label = LABELS[cmd.get("label", 0) & 0xF] if cmd.get("label", 0) < 16 else None
+            label = LABELS[cmd["label"]] if cmd.get("label", 0) < len(LABELS) else None
             if label not in EXPAND_KINDS or a_kind != EXPAND_KINDS[label][0]:
                 raise _Refused(S.POLICY_DENIED)
             context = operand if flags & FLAG_CONTEXT else b""
