@@ -264,25 +264,27 @@ class OffloadEngine(wiring.Component):
             def denied_or_handle():
                 return Mux(a_set, S.POLICY_DENIED, S.BAD_HANDLE)
 
+            def writes(kind, next_state, *kinds):
+                """A command that writes slot ``dst`` (which must exist) from ``slot_a``
+                (which must hold one of ``kinds``, if any are given)."""
+                with m.If(~dst_ok):
+                    finish(S.BAD_HANDLE)
+                if kinds:
+                    with m.Elif(~need_a(*kinds)):
+                        finish(denied_or_handle())
+                with m.Else():
+                    m.d.sync += out_kind.eq(kind)
+                    m.next = next_state
+
             with m.Switch(op):
                 with m.Case(OffloadOp.NOP):
                     finish(S.OK)
                 with m.Case(OffloadOp.SEED):
                     m.next = "HKDF"
                 with m.Case(OffloadOp.KEYGEN):
-                    with m.If(~dst_ok):
-                        finish(S.BAD_HANDLE)
-                    with m.Else():
-                        m.d.sync += out_kind.eq(K.PRIVATE_KEY)
-                        m.next = "HKDF"
+                    writes(K.PRIVATE_KEY, "HKDF")
                 with m.Case(OffloadOp.DERIVE):
-                    with m.If(~dst_ok):
-                        finish(S.BAD_HANDLE)
-                    with m.Elif(~need_a(K.PRIVATE_KEY)):
-                        finish(denied_or_handle())
-                    with m.Else():
-                        m.d.sync += out_kind.eq(K.SHARED_SECRET)
-                        m.next = "ECC"
+                    writes(K.SHARED_SECRET, "ECC", K.PRIVATE_KEY)
                 with m.Case(OffloadOp.EXTRACT):
                     salt_ok = (cmd.slot_a == NO_SLOT) | (a_kind == K.SECRET)
                     ikm_ok = (cmd.slot_b == NO_SLOT) | (b_kind == K.SHARED_SECRET)
@@ -304,14 +306,8 @@ class OffloadEngine(wiring.Component):
                         m.d.sync += out_kind.eq(label_dst)
                         m.next = "HKDF"
                 with m.Case(OffloadOp.TRAFFIC_KEYS):
-                    with m.If(~dst_ok):
-                        finish(S.BAD_HANDLE)
-                    with m.Elif(~need_a(K.TRAFFIC_SECRET)):
-                        finish(denied_or_handle())
-                    with m.Else():
-                        m.d.sync += out_kind.eq(Mux(cmd.flags[0] & FLAG_EXPORTABLE & allow_export,
-                                                    K.AEAD_KEY_EXPORTABLE, K.AEAD_KEY))
-                        m.next = "HKDF"
+                    writes(Mux(cmd.flags[0] & FLAG_EXPORTABLE & allow_export,
+                               K.AEAD_KEY_EXPORTABLE, K.AEAD_KEY), "HKDF", K.TRAFFIC_SECRET)
                 with m.Case(OffloadOp.FINISHED):
                     with m.If(~need_a(K.FINISHED_KEY)):
                         finish(denied_or_handle())
