@@ -83,9 +83,12 @@ def _cmd_regmap(args) -> int:
 
     from .boards.platforms import BOARDS
     from .boards.top import BoardTop
-    if args.board is None:
-        from .gateware.nic_core import NicCore
-        regmap = NicCore(offload=True).regmap()
+    if args.vf:
+        from .gateware.nic_core import FULL_OPTIONS, NicCore
+        regmap = NicCore(**FULL_OPTIONS).vf_window()
+    elif args.board is None:
+        from .gateware.nic_core import FULL_OPTIONS, NicCore
+        regmap = NicCore(**FULL_OPTIONS).regmap()
     elif args.board not in BOARDS:
         raise CliError(f"unknown board {args.board!r}; boards: {', '.join(BOARDS)}")
     else:
@@ -185,9 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "bridge with --board, from the register description the gateware decoder "
                     "and the host accessors also use. docs/regmap.md is `crossnic regmap "
                     "--markdown`; docs/board-regmap.md is `crossnic regmap --board versa_ecp5 "
-                    "--markdown`.")
+                    "--markdown`; docs/vf-regmap.md (a virtual function's window) is "
+                    "`crossnic regmap --vf --markdown`.")
     p.add_argument("--board", metavar="NAME",
                    help="a board top's UART register map instead of the NIC core's")
+    p.add_argument("--vf", action="store_true",
+                   help="the register window of one virtual function (its VF BAR)")
     p.add_argument("--datapath", choices=["ports", "echo"], default="ports")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", dest="format", action="store_const", const="markdown",
@@ -209,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub)
     from .host.tls_cli import add_parser as add_tls
     add_tls(sub)
+    from .host.vf_guest import add_parser as add_vf
+    add_vf(sub)
     return parser
 
 

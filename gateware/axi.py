@@ -5,8 +5,11 @@ Signals carry the AXI4 names (``awaddr``, ``wdata``, ``bresp``, ...) so that coc
 ``AxiBus.from_prefix(dut, "axi_")`` finds them on a component's ``axi`` port (Amaranth names a
 flat member ``axi__awaddr``). On hardware the PCIe endpoint's bus-master bridge takes the port.
 
-Only what a DMA engine needs: INCR bursts, one ID width for both directions, and the optional
-AXI4 attributes ``lock``/``cache``/``prot``/``qos`` (no ``region``/``user``).
+Only what a DMA engine needs: INCR bursts, one ID width for both directions, the optional
+AXI4 attributes ``lock``/``cache``/``prot``/``qos`` (no ``region``), and, when asked for,
+``awuser``/``aruser``: the DMA engines put the ring a request serves there, so that the
+:class:`~crossnic.gateware.dma_guard.DmaGuard` behind them can hold it to its function's
+windows (the guard strips them; the host bus never sees them).
 """
 
 from amaranth.lib import wiring
@@ -41,9 +44,12 @@ class AxiSignature(wiring.Signature):
         Bits per beat: 32, 64, 128, ...
     id_width : int
         Transaction ID bits (at least 1, so the Verilog ports exist; the engines use ID 0).
+    user_width : int
+        ``awuser``/``aruser`` bits (0: none).
     """
 
-    def __init__(self, addr_width: int = 64, data_width: int = 64, id_width: int = 1):
+    def __init__(self, addr_width: int = 64, data_width: int = 64, id_width: int = 1,
+                 user_width: int = 0):
         if data_width < 8 or data_width & (data_width - 1):
             raise ValueError(f"AXI data width must be a power of two >= 8, not {data_width}")
         if not 12 <= addr_width <= 64:
@@ -51,9 +57,11 @@ class AxiSignature(wiring.Signature):
         if id_width < 1:
             raise ValueError(f"AXI ID width must be at least 1, not {id_width}")
         self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
+        self.user_width = user_width
 
         def address(p: str) -> dict:
-            return {
+            user = {f"{p}user": Out(user_width)} if user_width else {}
+            return {**user,
                 f"{p}id": Out(id_width), f"{p}addr": Out(addr_width), f"{p}len": Out(8),
                 f"{p}size": Out(3), f"{p}burst": Out(2), f"{p}lock": Out(1),
                 f"{p}cache": Out(4), f"{p}prot": Out(3), f"{p}qos": Out(4),
@@ -71,4 +79,5 @@ class AxiSignature(wiring.Signature):
         })
 
     def __repr__(self):
-        return f"AxiSignature({self.addr_width}, {self.data_width}, {self.id_width})"
+        return (f"AxiSignature({self.addr_width}, {self.data_width}, {self.id_width}, "
+                f"{self.user_width})")

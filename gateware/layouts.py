@@ -38,6 +38,7 @@ __all__ = [
     "L3Proto", "L4Proto", "Checksum", "ParseErrors", "FrameMetadata",
     "FrameClass", "Cast", "Priority", "DropReason", "ClassResult", "ClassifierInput",
     "RxDescriptor", "RxCompletion", "TxDescriptor", "DESCRIPTOR_BYTES", "COMPLETION_BYTES",
+    "PAGE_BITS", "MAX_VF_RINGS", "DmaWindow", "VfGrant",
 ]
 
 TPID_8021Q = 0x8100        # IEEE 802.1Q C-VLAN tag protocol identifier
@@ -283,3 +284,28 @@ class TxDescriptor(data.Struct):
     addr: 64
     length: 16
     _reserved: 48
+
+
+# --- virtual functions -------------------------------------------------------------------------
+
+#: DMA windows are whole 4 KiB pages (a VM's memory is granted in pages).
+PAGE_BITS = 12
+#: Rings a virtual function may own (its window has room for this many sets of each kind).
+MAX_VF_RINGS = 8
+
+
+class DmaWindow(data.Struct):
+    """Host memory ``[base, limit)`` in 4 KiB pages that a VF's rings may reach; base >= limit
+    grants nothing."""
+    base: 52
+    limit: 52
+
+
+class VfGrant(data.Struct):
+    """What the PF gave one virtual function: its rings (``ring_base`` ..
+    ``ring_base + ring_count - 1``, the same numbers for receive and transmit) and the host
+    memory its DMA may touch."""
+    enable: 1
+    ring_base: 8
+    ring_count: 4
+    windows: data.ArrayLayout(DmaWindow, 2)

@@ -33,6 +33,7 @@ from .classifier import Classifier
 from .crypto.offload import OffloadEngine
 from .csr import CsrSignature
 from .csr_decoder import CsrDecoder
+from .dma_guard import DmaGuard, connect_unguarded
 from .frame_merger import FrameMerger
 from .gmii import GmiiSignature
 from .header_parser import HeaderParser
@@ -44,14 +45,20 @@ from .skid_buffer import SkidBuffer
 from .tx_dma import TxDmaEngine
 from .tx_port import TX_COUNTERS, TxPort
 from .tx_switch import TX_SWITCH_COUNTERS, TxSwitch
+from .vf_control import VfControl
+from .vf_windows import VfWindows
 
-__all__ = ["NicCore", "NicInfo", "NIC_ID"]
+__all__ = ["NicCore", "NicInfo", "NIC_ID", "FULL_OPTIONS"]
 
 #: ``nic.id``: the bytes "XNIC" (little-endian), so a driver knows what it found.
 NIC_ID = 0x43494E58
-NIC_VERSION = 3
+NIC_VERSION = 4
 #: ``nic.features`` bits.
 FEATURE_OFFLOAD = 1
+FEATURE_VFS = 2
+#: The build with every option: the simulated card (``crossnic sim --serve``) and the map the
+#: driver knows (``nic.features`` says which of these a card has).
+FULL_OPTIONS = {"offload": True, "vfs": 8}
 #: Beats of the frame queue behind the parser, and the room a frame needs to be started
 #: (a 1522-byte frame is 381 beats; the parser holds up to 16 more in flight).
 QUEUE_BEATS = 2048
@@ -94,7 +101,9 @@ class NicInfo(wiring.Component):
                           "wraps): the card's time, for rates measured in card time"),
             Register("features", 7, "Optional blocks this build has.", (
                 Field("offload", 0, 1, ro, "the handshake offload engine (block `offload`)",
-                      features & FEATURE_OFFLOAD),)),
+                      features & FEATURE_OFFLOAD),
+                Field("vfs", 8, 8, ro, "virtual functions (blocks `vf`, `vf_port`; their "
+                      "windows above this map)", features >> 8 & 0xFF))),
         ), cls.read_latency)
 
     def elaborate(self, platform):
@@ -132,22 +141,29 @@ class NicCore(wiring.Component):
     offload : bool
         Include the handshake offload engine (:class:`~.crypto.offload.OffloadEngine`: about
         25,000 LUT4 more, so the whole card with it needs a part larger than the versa's 45F).
+    vfs : int
+        Virtual functions (0: none): grants and mailboxes (:class:`~.vf_control.VfControl`),
+        their register windows above the PF's map (:class:`~.vf_windows.VfWindows`) and a
+        :class:`~.dma_guard.DmaGuard` behind each DMA engine.
 
     Attributes
     ----------
     gmii_rx{k} : In(GmiiSignature()), domain ``eth{k}_rx``
     gmii_tx{k} : Out(GmiiSignature()), domain ``eth{k}_tx``
-    axil : In(AxiLiteSignature), registers (byte address = 4 x word address of :meth:`regmap`)
+    axil : In(AxiLiteSignature), registers (byte address = 4 x word address of :meth:`regmap`;
+        with ``vfs``, one more address bit: the VF windows, :meth:`vf_window`)
     axi : Out(AxiSignature(64, 64, 2 or 3)), host memory (the top ID bits name the manager:
         0 receive, 1 transmit engine, 2 offload engine)
     rx_irq, tx_irq : Out(rings), one interrupt line per ring
     offload_irq, offload_busy : Out(1), with ``offload``: a completion was written; a command
         is in progress
+    mbox_irq : Out(1), vf_irq : Out(vfs), with ``vfs``: a VF's mailbox request waits for the
+        PF; the PF's reply waits for VF *n*
     """
 
     def __init__(self, *, ports: int = 2, rings: int = 64, vnics: int = 64,
                  mac_entries: int = 32, local_ips: int = 16, flows: int = 64,
-                 offload: bool = False):
+                 offload: bool = False, vfs: int = 0):
         if not 1 <= ports <= 3:
             raise ValueError(f"ports must be 1..3 (the hairpin is the last source), not {ports}")
         self._ports = ports
@@ -160,22 +176,40 @@ class NicCore(wiring.Component):
         self.tx_switch = TxSwitch(ports, self.classifier.mac_table.signature
                                   .members["tx_result"].signature.members["payload"].shape)
         self.offload = OffloadEngine() if offload else None
-        self._features = FEATURE_OFFLOAD if offload else 0
+        self.vf_control = VfControl(vfs) if vfs else None
+        self._vfs = vfs
+        self._features = (FEATURE_OFFLOAD if offload else 0) | vfs << 8
         self._params = ports | rings << 8 | vnics << 20
         self._regmap = self._describe()
+        self.vf_windows = VfWindows(self._regmap, vfs) if vfs else None
         members = {f"gmii_rx{k}": In(GmiiSignature()) for k in range(ports)}
         members.update({f"gmii_tx{k}": Out(GmiiSignature()) for k in range(ports)})
-        members["axil"] = In(AxiLiteSignature(self._regmap.addr_width + 2))
+        members["axil"] = In(AxiLiteSignature(self._regmap.addr_width + 2 + bool(vfs)))
         members["axi"] = Out(AxiSignature(64, 64, 3 if offload else 2))
         members["rx_irq"] = Out(rings)
         members["tx_irq"] = Out(rings)
         if offload:
             members["offload_irq"] = Out(1)
             members["offload_busy"] = Out(1)
+        if vfs:
+            members["mbox_irq"] = Out(1)
+            members["vf_irq"] = Out(vfs)
         super().__init__(members)
 
     def regmap(self) -> RegisterMap:
         return self._regmap
+
+    def vf_window(self) -> RegisterMap:
+        """The map of one VF's window (VF *n*'s at word :meth:`vf_base` (n))."""
+        if self.vf_windows is None:
+            raise ValueError("this card has no virtual functions")
+        return self.vf_windows.window
+
+    def vf_base(self, n: int) -> int:
+        """Word address of VF ``n``'s window in BAR0."""
+        if not 0 <= n < self._vfs:
+            raise ValueError(f"no VF {n}: this card has {self._vfs}")
+        return self.vf_windows.region + n * self.vf_windows.window_words
 
     def _describe(self) -> RegisterMap:
         blocks = [NicInfo.block(self._params, features=self._features)]
@@ -191,6 +225,8 @@ class NicCore(wiring.Component):
                    self.rx_dma.block("rx_ring"), self.tx_dma.block("tx_ring")]
         if self.offload is not None:
             blocks.append(self.offload.block("offload"))
+        if self.vf_control is not None:
+            blocks += [self.vf_control.pf_block("vf"), self.vf_control.port_block("vf_port")]
         return RegisterMap("crossnic NIC registers (BAR0)", blocks)
 
     def elaborate(self, platform):
@@ -274,7 +310,24 @@ class NicCore(wiring.Component):
         wiring.connect(m, result.o, switch.mac_result)
         csr_ports += [rx_dma.stats, switch.csr, rx_dma.csr, tx_dma.csr]
 
-        managers = [rx_dma.axi, tx_dma.axi]
+        managers = []
+        if self.vf_control is not None:
+            m.submodules.vf_control = vfc = self.vf_control
+            csr_ports_vf = [vfc.pf, vfc.port]
+            m.d.comb += [self.mbox_irq.eq(vfc.mbox_irq), self.vf_irq.eq(vfc.vf_irq)]
+            for name, engine, denied in (("rx", rx_dma, vfc.rx_denied),
+                                         ("tx", tx_dma, vfc.tx_denied)):
+                guard = DmaGuard(vfs=self._vfs, ring_bits=len(engine.axi.aruser))
+                m.submodules[f"{name}_guard"] = guard
+                wiring.connect(m, engine.axi, guard.i)
+                m.d.comb += [guard.grants.eq(vfc.grants), denied.eq(guard.denied)]
+                managers.append(guard.o)
+        else:
+            csr_ports_vf = []
+            for name, engine in (("rx", rx_dma), ("tx", tx_dma)):
+                port = AxiSignature(64, 64, 1).create(path=(f"{name}_bus",))
+                connect_unguarded(m, engine.axi, port)
+                managers.append(port)
         if self.offload is not None:
             m.submodules.offload = offload = self.offload
             managers.append(offload.axi)
@@ -286,6 +339,8 @@ class NicCore(wiring.Component):
             wiring.connect(m, port, getattr(arbiter, f"m{k}"))
         wiring.connect(m, arbiter.o, wiring.flipped(self.axi))
 
+        csr_ports += csr_ports_vf
+
         # --- registers ----------------------------------------------------------------------
         regmap = self._regmap
         assert len(csr_ports) == len(regmap.blocks)
@@ -293,7 +348,13 @@ class NicCore(wiring.Component):
         m.submodules.decoder = decoder = CsrDecoder([len(c.addr) for c in csr_ports],
                                                     regmap.block_bits, block_latency=2)
         m.submodules.bridge = bridge = AxiLiteCsrBridge(regmap, decoder.read_latency)
-        wiring.connect(m, wiring.flipped(self.axil), bridge.axil)
+        if self.vf_windows is not None:
+            m.submodules.vf_windows = windows = self.vf_windows
+            wiring.connect(m, wiring.flipped(self.axil), windows.i)
+            wiring.connect(m, windows.o, bridge.axil)
+            m.d.comb += [windows.grants.eq(vfc.grants), vfc.reg_denied.eq(windows.denied)]
+        else:
+            wiring.connect(m, wiring.flipped(self.axil), bridge.axil)
         wiring.connect(m, bridge.csr, decoder.bus)
         m.d.comb += info.errors.eq(bridge.errors)
         for k, c in enumerate(csr_ports):

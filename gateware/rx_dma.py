@@ -226,7 +226,8 @@ class RxDmaEngine(wiring.Component):
     ----------
     i : In(PacketSignature(width))
     info : In(stream of ClassResult), one per frame, in frame order
-    axi : Out(AxiSignature(addr_width, data_width, id_width)), the host-memory master
+    axi : Out(AxiSignature(addr_width, data_width, id_width, ring bits)), the host-memory
+        master; ``aruser``/``awuser`` carry the ring each request serves
     csr : In(CsrSignature), the ring registers (:meth:`block`), ``read_latency`` = 2
     stats : In(CsrSignature), the global counters (:meth:`stats_block`), ``read_latency`` = 2
     irq : Out(rings), level interrupt per ring
@@ -260,7 +261,7 @@ class RxDmaEngine(wiring.Component):
         super().__init__({
             "i": In(PacketSignature(width)),
             "info": In(stream.Signature(ClassResult)),
-            "axi": Out(AxiSignature(addr_width, data_width, id_width)),
+            "axi": Out(AxiSignature(addr_width, data_width, id_width, self._ring_bits)),
             "csr": In(CsrSignature(self._ring_bits + 5)),
             "stats": In(CsrSignature(self._stats_addr_width)),
             "irq": Out(rings),
@@ -387,13 +388,15 @@ class RxDmaEngine(wiring.Component):
 
         # The write address and data channels leave through register slices, so nothing
         # combinational reaches the bus (nor comes back from awready/wready).
-        m.submodules.aw_out = aw_out = SkidBuffer(data.StructLayout({"addr": aw_bits, "len": 8}))
+        m.submodules.aw_out = aw_out = SkidBuffer(data.StructLayout({"addr": aw_bits, "len": 8,
+                                                                    "ring": rb}))
         m.submodules.w_out = w_out = SkidBuffer(data.StructLayout({"data": 8 * db, "strb": db,
                                                                   "last": 1}))
         aw_o, w_o = aw_out.i, w_out.i
         m.d.comb += [
             axi.awvalid.eq(aw_out.o.valid), axi.awaddr.eq(aw_out.o.p.addr),
-            axi.awlen.eq(aw_out.o.p.len), aw_out.o.ready.eq(axi.awready),
+            axi.awlen.eq(aw_out.o.p.len), axi.awuser.eq(aw_out.o.p.ring),
+            aw_out.o.ready.eq(axi.awready),
             axi.wvalid.eq(w_out.o.valid), axi.wdata.eq(w_out.o.p.data),
             axi.wstrb.eq(w_out.o.p.strb), axi.wlast.eq(w_out.o.p.last),
             w_out.o.ready.eq(axi.wready),
@@ -532,6 +535,7 @@ class RxDmaEngine(wiring.Component):
             cfg_ra.addr.eq(Cat(word_addr, a_ring)),
             rsv_r.addr.eq(a_ring),
             axi.araddr.eq(a_desc_addr),
+            axi.aruser.eq(a_ring),
         ]
         with m.Switch(a_k):
             for k, word in enumerate(order):
@@ -749,7 +753,7 @@ class RxDmaEngine(wiring.Component):
                 m.next = "AW"
             with m.State("AW"):
                 m.d.comb += [aw_o.valid.eq(1), aw_o.p.addr.eq(b_addr),
-                             aw_o.p.len.eq(b_burst - 1)]
+                             aw_o.p.len.eq(b_burst - 1), aw_o.p.ring.eq(info.ring[:rb])]
                 with m.If(aw_o.ready):
                     m.d.sync += [aw_count.eq(aw_count + 1),
                                  b_addr.eq(b_addr + (b_burst << beat_bits)),
@@ -787,7 +791,7 @@ class RxDmaEngine(wiring.Component):
             with m.State("CPL"):
                 m.d.comb += [
                     aw_o.valid.eq(~b_aw_done), aw_o.p.addr.eq(job.cpl_addr),
-                    aw_o.p.len.eq(cpl_beats - 1),
+                    aw_o.p.len.eq(cpl_beats - 1), aw_o.p.ring.eq(info.ring[:rb]),
                     w_o.valid.eq(b_cpl_beat != cpl_beats),
                     w_o.p.data.eq(cpl.as_value().word_select(b_cpl_beat, 8 * db)),
                     w_o.p.strb.eq((1 << db) - 1),

@@ -175,7 +175,8 @@ class TxDmaEngine(wiring.Component):
     o : Out(PacketSignature(4)), the frames
     o_info : Out(stream of TxFrameInfo), one per frame on ``o``, same order, never later than
         the frame's first beat
-    axi : Out(AxiSignature(addr_width, data_width, id_width)), the host-memory master
+    axi : Out(AxiSignature(addr_width, data_width, id_width, ring bits)), the host-memory
+        master; ``aruser``/``awuser`` carry the ring each request serves
     csr : In(CsrSignature), the ring registers (:meth:`block`), ``read_latency`` = 2
     irq : Out(rings), level interrupt per ring
     """
@@ -202,7 +203,7 @@ class TxDmaEngine(wiring.Component):
         super().__init__({
             "o": Out(PacketSignature(4)),
             "o_info": Out(stream.Signature(TxFrameInfo)),
-            "axi": Out(AxiSignature(addr_width, data_width, id_width)),
+            "axi": Out(AxiSignature(addr_width, data_width, id_width, self._ring_bits)),
             "csr": In(CsrSignature(self._ring_bits + 5)),
             "irq": Out(rings),
         })
@@ -484,6 +485,7 @@ class TxDmaEngine(wiring.Component):
         dv = data.View(dec_layout, decoded.r_data)
         busy = Signal()                 # bursts of a frame left to issue
         cur = Signal(aw_bits)           # next burst address (beat aligned)
+        cur_ring = Signal(rb)           # the ring the frame belongs to
         left = Signal(16)               # beats left to read
         nb = Signal(9)                  # beats of the next burst
         nb_valid = Signal()
@@ -503,11 +505,12 @@ class TxDmaEngine(wiring.Component):
 
         with m.If(desc_req & ar_free):
             m.d.sync += [axi.arvalid.eq(1), axi.araddr.eq(claimed_job.desc_addr),
-                         axi.arlen.eq(desc_beats - 1)]
+                         axi.arlen.eq(desc_beats - 1), axi.aruser.eq(claimed_job.meta.ring)]
             m.d.comb += [tag_in.kind.eq(_Tag.DESC), tags.w_en.eq(1),
                          claimed.r_en.eq(1), desc_wait.w_en.eq(1)]
         with m.Elif(data_req & ar_free):
             m.d.sync += [axi.arvalid.eq(1), axi.araddr.eq(cur), axi.arlen.eq(nb - 1),
+                         axi.aruser.eq(cur_ring),
                          cur.eq(cur + (nb << beat_bits)), left.eq(left - nb), nb_valid.eq(0)]
             m.d.comb += [tag_in.kind.eq(_Tag.DATA), tag_in.last.eq(left == nb),
                          tags.w_en.eq(1)]
@@ -533,7 +536,7 @@ class TxDmaEngine(wiring.Component):
         with m.If(good_start):
             m.d.comb += [frames.w_en.eq(1), info.w_en.eq(1), decoded.r_en.eq(1)]
             m.d.sync += [
-                busy.eq(1), nb_valid.eq(0),
+                busy.eq(1), nb_valid.eq(0), cur_ring.eq(dv.job.ring),
                 cur.eq(Cat(C(0, beat_bits), dv.addr[beat_bits:aw_bits])),
                 left.eq((shift + dv.length + db - 1) >> beat_bits),
             ]
@@ -709,7 +712,8 @@ class TxDmaEngine(wiring.Component):
         m.d.comb += [cfg_rw.addr.eq(Cat(w_k, w_ring)), head_rw.addr.eq(w_ring),
                      irqh_r.addr.eq(w_ring)]
         wb_addr = Cat(w_words[HEAD_WB_LO], w_words[HEAD_WB_HI])[:aw_bits]
-        m.d.comb += [axi.awaddr.eq(wb_addr), axi.awvalid.eq(w_aw), axi.wvalid.eq(w_w)]
+        m.d.comb += [axi.awaddr.eq(wb_addr), axi.awuser.eq(w_ring), axi.awvalid.eq(w_aw),
+                     axi.wvalid.eq(w_w)]
         if db > 4:
             m.d.comb += [axi.wdata.eq(Mux(wb_addr[2], w_head << 32, w_head)),
                          axi.wstrb.eq(Mux(wb_addr[2], 0xF0, 0x0F))]

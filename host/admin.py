@@ -136,6 +136,70 @@ def _show_linkprop(args, sock):
     return 0
 
 
+def _onoff(text: str | None) -> bool | None:
+    if text is None:
+        return None
+    if text not in ("on", "off"):
+        raise AdminError(f"expected on or off, not {text!r}")
+    return text == "on"
+
+
+def _list(text: str | None) -> list[str] | None:
+    return None if text is None else [t for t in text.split(",") if t]
+
+
+def _vf_args(args) -> dict:
+    out = {"trust": _onoff(args.trust),
+           "max_tx_rate": args.max_tx_rate, "state": args.state,
+           "allow_mac": _list(args.allow_mac), "allow_vlan": _list(args.allow_vlan),
+           "allow_op": _list(args.allow_op)}
+    if out["allow_vlan"] is not None:
+        try:
+            out["allow_vlan"] = [int(v) for v in out["allow_vlan"]]
+        except ValueError:
+            raise AdminError(f"--allow-vlan takes VLAN IDs, not {args.allow_vlan!r}") from None
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _create_vf(args, sock):
+    r = request("create-vf", {"vf": args.vf, "owner": args.owner, "over": args.over,
+                              "mac": args.mac, "vlan": args.vlan, "memory": args.memory,
+                              "request_rate": args.request_rate,
+                              **_vf_args(args)}, sock)
+    print(f"created VF {r['vf']} for {r['owner']} over {r['over']}, MAC {r['mac']}, "
+          f"rings {r['rings']}, memory {r['memory']}")
+    return 0
+
+
+def _set_vf(args, sock):
+    extra = {k: v for k, v in (("mac", args.mac), ("vlan", args.vlan)) if v is not None}
+    changes = {**_vf_args(args), **extra}
+    if not changes:
+        raise AdminError("set-vf needs something to set (see --help)")
+    request("set-vf", {"vf": args.vf, **changes}, sock)
+    return 0
+
+
+def _delete_vf(args, sock):
+    request("delete-vf", {"vf": args.vf}, sock)
+    return 0
+
+
+def _show_vf(args, sock):
+    _print(request("show-vf", {"vf": args.vf}, sock), args,
+           ["vf", "owner", "over", "mac", "vlan", "trust", "max_tx_rate",
+            "state", "rings", "reg_denied", "dma_denied", "mbox_overrun"])
+    return 0
+
+
+def _show_vf_audit(args, sock):
+    rows = request("show-vf-audit", {"vf": args.vf, "limit": args.limit}, sock)
+    for r in rows:
+        r["time"] = time.strftime("%H:%M:%S", time.localtime(r["time"]))
+    _print(rows, args, ["time", "vf", "owner", "op", "args", "verdict", "reason"])
+    return 0
+
+
 def _sysctls(items: list[str] | None) -> dict[str, str]:
     """``--sysctl NAME=VALUE`` options -> dict."""
     out = {}
@@ -341,6 +405,40 @@ def add_parsers(sub) -> None:
     p.add_argument("-i", dest="interval", type=float, metavar="SECONDS",
                    help="repeat every SECONDS, showing the change")
     p.add_argument("-c", dest="count", type=int, metavar="N", help="with -i: N reports")
+    def vf_options(q, *, create: bool):
+        q.add_argument("vf", type=int, help="VF number")
+        q.add_argument("--mac", default="auto" if create else None,
+                       help="the VF's MAC (auto: derived from the card and VF number)")
+        q.add_argument("--vlan", type=int, default=0 if create else None,
+                       help="port VLAN (0: untagged)")
+        q.add_argument("--trust", choices=("on", "off"),
+                       help="the guest may take any MAC and go promiscuous (default off)")
+        q.add_argument("--max-tx-rate", metavar="RATE", help="transmit limit, e.g. 100M")
+        q.add_argument("--state", choices=("auto", "enable", "disable"), help="link state")
+        q.add_argument("--allow-mac", metavar="MAC,...", help="addresses the guest may take")
+        q.add_argument("--allow-vlan", metavar="VID,...", help="VLANs the guest may join")
+        q.add_argument("--allow-op", metavar="OP,...",
+                       help="requests the guest may make: set-mac, add-mac, vlan, promisc, "
+                            "allmulti, mtu, rate")
+
+    p = cmd("create-vf", _create_vf, "give a virtual function to a guest")
+    vf_options(p, create=True)
+    p.add_argument("--owner", required=True, help="who the guest is (VM or tenant name)")
+    p.add_argument("--over", "-l", default="port0", metavar="PORT", help="port0, port1")
+    p.add_argument("--memory", default="4M", help="host memory for its DMA (default 4M)")
+    p.add_argument("--request-rate", type=float, default=20.0, metavar="N",
+                   help="mailbox requests a second the guest may send (default 20)")
+    p = cmd("set-vf", _set_vf, "change a VF (like ip link set DEV vf N ...)")
+    vf_options(p, create=False)
+    p = cmd("delete-vf", _delete_vf, "take a virtual function away from its guest")
+    p.add_argument("vf", type=int)
+    p = cmd("show-vf", _show_vf, "show virtual functions and what the card refused them",
+            show=True)
+    p.add_argument("vf", type=int, nargs="?")
+    p = cmd("show-vf-audit", _show_vf_audit, "guests' configuration requests and verdicts",
+            show=True)
+    p.add_argument("vf", type=int, nargs="?")
+    p.add_argument("--limit", type=int, default=100, help="last N requests (100)")
     p = cmd("daemon", _daemon, "run crossnicd: own a card and serve the commands above")
     p.add_argument("--device", default="sim:/run/crossnic/sim0.sock",
                    help="sim:SOCKET (crossnic sim --serve) or vfio:PCI_ADDRESS")

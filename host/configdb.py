@@ -35,6 +35,28 @@ CREATE TABLE IF NOT EXISTS flow (
     priority TEXT NOT NULL,
     maxbw INTEGER NOT NULL DEFAULT 0
 );
+-- A virtual function as the PF configured it, and what its guest may ask for.
+CREATE TABLE IF NOT EXISTS vf (
+    vf INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,         -- who the guest is (a VM or tenant name)
+    port INTEGER NOT NULL,
+    mac INTEGER NOT NULL,
+    vlan INTEGER NOT NULL,
+    memory INTEGER NOT NULL,     -- bytes of host memory granted
+    attrs TEXT NOT NULL          -- JSON: trust, max_tx_rate, max_mtu, state,
+                                 -- allow: {macs, vlans, ips, ops}
+);
+-- Every request a guest made through its mailbox, and what became of it.
+CREATE TABLE IF NOT EXISTS vf_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    vf INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    op TEXT NOT NULL,
+    args TEXT NOT NULL,
+    verdict TEXT NOT NULL,       -- applied | denied | malformed | failed | rate-limited
+    reason TEXT NOT NULL
+);
 """
 
 
@@ -103,6 +125,38 @@ class ConfigDb:
                                "ORDER BY rowid").fetchall()
         return [{"name": n, "link": k, "attrs": json.loads(a), "priority": p, "maxbw": b}
                 for n, k, a, p, b in rows]
+
+    # --- virtual functions ------------------------------------------------------------------
+    def put_vf(self, vf: int, owner: str, port: int, mac: int, vlan: int, memory: int,
+               attrs: dict) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO vf VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (vf, owner, port, mac, vlan, memory, json.dumps(attrs)))
+
+    def delete_vf(self, vf: int) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM vf WHERE vf = ?", (vf,))
+
+    def vfs(self) -> list[dict]:
+        rows = self.db.execute("SELECT vf, owner, port, mac, vlan, memory, attrs FROM vf "
+                               "ORDER BY vf").fetchall()
+        return [{"vf": v, "owner": o, "port": p, "mac": m, "vlan": n, "memory": b,
+                 "attrs": json.loads(a)} for v, o, p, m, n, b, a in rows]
+
+    def audit(self, time: float, vf: int, owner: str, op: str, args: str, verdict: str,
+              reason: str) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO vf_audit (time, vf, owner, op, args, verdict, reason) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (time, vf, owner, op, args, verdict, reason))
+
+    def audit_log(self, vf: int | None = None, limit: int = 100) -> list[dict]:
+        where, args = ("WHERE vf = ?", (vf,)) if vf is not None else ("", ())
+        rows = self.db.execute(f"SELECT time, vf, owner, op, args, verdict, reason "
+                               f"FROM vf_audit {where} ORDER BY id DESC LIMIT ?",
+                               (*args, limit)).fetchall()
+        return [dict(zip(("time", "vf", "owner", "op", "args", "verdict", "reason"), r,
+                         strict=True)) for r in reversed(rows)]
 
     def close(self) -> None:
         self.db.close()

@@ -33,6 +33,7 @@ from . import netns
 from .configdb import ConfigDb
 from .device import Device, DeviceError
 from .driver import Driver, DriverError, auto_mac, random_mac
+from .vf_service import VfService
 
 __all__ = ["Daemon", "RequestError", "parse_mac", "parse_rate", "PRIORITIES"]
 
@@ -84,6 +85,18 @@ def parse_rate(text: str | int) -> int:
     return int(value)
 
 
+def parse_size(text: str | int) -> int:
+    """Bytes from ``4M``, ``512K``, ``1G`` or a number."""
+    if isinstance(text, int):
+        return text
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = str(text).strip().upper()
+    try:
+        return int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
+    except ValueError:
+        raise RequestError(f"not a size: {text!r} (e.g. 4M)") from None
+
+
 def _name(kind: str, name: str) -> str:
     if not netns.valid_ifname(name):
         raise RequestError(f"{kind} name {name!r}: 1-15 letters, digits, '-', '_' or '.'")
@@ -123,6 +136,7 @@ class Daemon:
         self._stop = threading.Event()
         self.lost: str | None = None              # why the device went away, if it did
         self.sessions: list[dict] = []            # offload sessions (a slot range each)
+        self.vf = VfService(self.driver, self.db, card_serial=card_serial, error=RequestError)
         self._restore()
 
     # --- start and stop -------------------------------------------------------------------
@@ -147,6 +161,7 @@ class Daemon:
                               priority=f["priority"], maxbw=f["maxbw"], store=False)
             except RequestError as e:
                 log.error("could not restore flow %s: %s", f["name"], e)
+        self.vf.restore(parse_mac)
 
     def shutdown(self) -> None:
         """Stop serving; VNICs, namespaces and the card are left as configured in the database
@@ -159,6 +174,7 @@ class Daemon:
             for v in self.driver.vnics.values():
                 v.tap.close()               # the TAP interfaces go with their descriptors
             try:
+                self.vf.close()
                 self.driver.close()
             except DeviceError as e:        # a lost card: the rest is still ours to clean
                 log.warning("could not quiesce the card: %s", e)
@@ -557,6 +573,31 @@ class Daemon:
                          **fields)
 
     # --- show -----------------------------------------------------------------------------
+    # --- virtual functions (vf_service.py) -------------------------------------------------
+    def create_vf(self, vf, *, owner: str, over: str, mac: str = "auto", vlan: int = 0,
+                  memory=None, max_tx_rate=0, **kw) -> dict:
+        with self.lock:
+            return self.vf.create_vf(vf, owner=owner, port=self._port(over), mac=mac,
+                                     vlan=int(vlan), parse_mac=parse_mac,
+                                     max_tx_rate=parse_rate(max_tx_rate),
+                                     **({"memory": parse_size(memory)} if memory else {}),
+                                     **kw)
+
+    def set_vf(self, vf, *, max_tx_rate=None, **kw) -> dict:
+        with self.lock:
+            rate = None if max_tx_rate is None else parse_rate(max_tx_rate)
+            return self.vf.set_vf(vf, max_tx_rate=rate, parse_mac=parse_mac, **kw)
+
+    def delete_vf(self, vf) -> None:
+        with self.lock:
+            self.vf.delete_vf(vf)
+
+    def show_vf(self, vf=None) -> list[dict]:
+        return self.vf.show_vf(vf)
+
+    def show_vf_audit(self, vf=None, limit: int = 100) -> list[dict]:
+        return self.vf.show_audit(vf, limit)
+
     def show_phys(self) -> list[dict]:
         out = []
         for k in range(self.driver.ports):
@@ -600,7 +641,8 @@ class Daemon:
         "show-vns": "show_vns", "create-vnic": "create_vnic", "delete-vnic": "delete_vnic",
         "show-vnic": "show_vnic", "set-linkprop": "set_linkprop", "show-phys": "show_phys",
         "show-stats": "show_stats", "add-flow": "add_flow", "remove-flow": "remove_flow",
-        "show-flow": "show_flow",
+        "show-flow": "show_flow", "create-vf": "create_vf", "set-vf": "set_vf",
+        "delete-vf": "delete_vf", "show-vf": "show_vf", "show-vf-audit": "show_vf_audit",
     }
 
     def handle(self, request: dict) -> dict:
@@ -641,6 +683,8 @@ class Daemon:
         srv.listen(16)
         srv.settimeout(0.2)
         threading.Thread(target=self._service_loop, name="rings", daemon=True).start()
+        threading.Thread(target=self.vf.serve, args=(self._stop,), name="vf-mailbox",
+                         daemon=True).start()
         try:
             while not self._stop.is_set():
                 try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from crossnic.gateware.crypto.commands import COMMAND_BYTES, OffloadOp
 from crossnic.gateware.layouts import Priority
-from crossnic.gateware.nic_core import NIC_ID, NicCore
+from crossnic.gateware.nic_core import FULL_OPTIONS, NIC_ID, NicCore
 from crossnic.gateware.tx_scheduler import rate_register
 from crossnic.sim.model.classifier import flow_key, flow_matches
 from crossnic.sim.model.parser import parse
@@ -123,8 +123,8 @@ class Driver:
     def __init__(self, dev: Device, *, ring_log2: int = 8, buf_size: int = 2048,
                  clk_hz: float = 125e6, allow_export: bool = False):
         self.dev = dev
-        # (the offload block is the map's last: every other address is the same without it)
-        self.core = NicCore(offload=True)
+        # (optional blocks are the map's last: every other address is the same without them)
+        self.core = NicCore(**FULL_OPTIONS)
         self.regs = Registers(self.core.regmap(), dev.read32, dev.write32)
         ident = self.regs.read("nic.id")
         if ident != NIC_ID:
@@ -145,6 +145,9 @@ class Driver:
         self.local_ips: list[LocalIp | None] = [None] * TABLES["local_ips"]
         self.flows: list[FlowEntry | None] = [None] * TABLES["flows"]
         self.flood_stats = dict.fromkeys(["frames", "deliveries"], 0)
+        self._vector_callbacks: dict[int, object] = {}
+        #: called with (completion, frame, port, vlan) for each flooded frame (VF relays)
+        self.flood_hooks: list = []
         self._reset()
         self.flood, _ = self._rx_ring(FLOOD_RING)
         self._start_rx(self.flood)
@@ -216,6 +219,59 @@ class Driver:
     def _write(self, pairs) -> None:
         for path, value in pairs:
             self.regs.write(path, value)
+
+    # --- resources other owners on the card take (virtual functions) ---------------------
+    write_regs = _write
+
+    def reserve_ring(self, index: int) -> None:
+        """Ring pair ``index`` is not the driver's to hand out (a VF owns it)."""
+        with self.lock:
+            if index not in self._free_rings:
+                raise DriverError(f"ring {index} is not free")
+            self._free_rings.remove(index)
+
+    def reset_rings(self, indices) -> None:
+        with self.lock:
+            self._reset_rings(indices)
+
+    def alloc_dma(self, size: int, align: int) -> DmaBuffer:
+        return self._alloc((size, align))[0]
+
+    def tx_ring_for(self, index: int) -> tuple[TxRing, list[DmaBuffer]]:
+        """A transmit ring laid out in new DMA buffers (not yet set up on the card)."""
+        return self._tx_ring(index)
+
+    def take_vnic(self) -> int:
+        with self.lock:
+            if not self._free_vnics:
+                raise DriverError("no free VNIC numbers on the card")
+            return self._free_vnics.pop(0)
+
+    def give_vnic(self, index: int) -> None:
+        with self.lock:
+            self._free_vnics.append(index)
+            self._free_vnics.sort()
+
+    def mac_in_use(self, mac: int, vlan: int) -> bool:
+        return any(e is not None and (e.mac, e.vlan) == (mac, vlan) for e in self.macs)
+
+    def take_mac_slot(self, entry: MacEntry) -> int:
+        with self.lock:
+            if None not in self.macs:
+                raise DriverError("the MAC table is full")
+            slot = self.macs.index(None)
+            self.macs[slot] = entry
+            self._write(mac_writes(slot, entry))
+            return slot
+
+    def give_mac_slot(self, slot: int) -> None:
+        with self.lock:
+            self.macs[slot] = None
+            self._write(mac_writes(slot, None))
+
+    def on_vector(self, vector: int, callback) -> None:
+        """Call ``callback()`` from the service loop whenever interrupt ``vector`` fires."""
+        self._vector_callbacks[vector] = callback
 
     def _reset(self) -> None:
         """Every ring off with its indices back at 0 (a driver before us may have left them
@@ -299,7 +355,7 @@ class Driver:
                 raise DriverError(f"the card has ports 0..{self.ports - 1}, not {port}")
             if not 0 <= vlan < 4095:
                 raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
-            if any(v.mac == mac and v.vlan == vlan for v in self.vnics.values()):
+            if self.mac_in_use(mac, vlan):
                 text = ":".join(f"{b:02x}" for b in mac.to_bytes(6, "big"))
                 raise DriverError(f"MAC {text} is already used in VLAN {vlan}")
             if not self._free_rings or not self._free_vnics:
@@ -465,8 +521,11 @@ class Driver:
             for f in list(self._flow_rings.values()):
                 moved += self._receive(f.rx)
             for vec in fired:
-                if vec < self.rings:
+                if vec < self.rings and (vec in self._by_rx or vec == FLOOD_RING):
+                    # (a VF's rings interrupt the PF too: their status is the guest's to clear)
                     self.regs.write(f"rx_ring[{vec}].irq_status", 1)
+                elif vec in self._vector_callbacks:
+                    self._vector_callbacks[vec]()
         return moved
 
     def _receive(self, ring: RxRing, flood: bool = False) -> int:
@@ -501,6 +560,8 @@ class Driver:
                 if v.tap.write(plain):
                     v.stats["rx_flooded"] += 1
                     self.flood_stats["deliveries"] += 1
+        for hook in self.flood_hooks:
+            hook(c, frame, port, vlan)
 
     def _transmit(self, v: Vnic) -> int:
         """Frames from the VNIC's TAP into its transmit rings: a frame that matches one of the

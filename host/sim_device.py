@@ -36,10 +36,15 @@ class SimDevice:
 
     ``timeout``: seconds a register access may take before the card is declared gone (the
     simulator advances about 80,000 clocks a second, so an access takes well under 1 ms).
+    ``vf``: attach as that virtual function, as a guest given the VF by passthrough: register
+    addresses are then words of the VF's window and interrupts its own; DMA buffers come from
+    the memory its PF granted, once :meth:`grant_memory` says where that is.
     """
 
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 30.0):
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 30.0,
+                 vf: int | None = None):
         self.path = Path(path)
+        self.vf = vf
         self.timeout = timeout
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -48,8 +53,11 @@ class SimDevice:
             self._sock.close()
             raise DeviceError(f"no simulated card at {self.path}: {e.strerror or e}. Start one "
                               "with: crossnic sim --serve --socket " + str(self.path)) from None
-        self._sock.sendall(pack(Op.HELLO))
-        _, _, vectors, path_len, size = unpack(_recv_exact(self._sock, MESSAGE.size))
+        self._sock.sendall(pack(Op.HELLO, addr=0 if vf is None else vf + 1))
+        _, status, vectors, path_len, size = unpack(_recv_exact(self._sock, MESSAGE.size))
+        if status:
+            self._sock.close()
+            raise DeviceError(f"the simulated card at {self.path} has no VF {vf}")
         mem_path = _recv_exact(self._sock, path_len).decode()
         self.vectors = vectors
         self.memory_path = mem_path
@@ -59,7 +67,9 @@ class SimDevice:
         finally:
             os.close(fd)
         self.memory = memoryview(self._mem)
-        self._dma = DmaAllocator(RESERVED_LOW, size - RESERVED_LOW)
+        self.memory_size = size
+        self._dma: DmaAllocator | None = \
+            DmaAllocator(RESERVED_LOW, size - RESERVED_LOW) if vf is None else None
         self._lock = threading.Lock()               # one request on the wire at a time
         self._reply = threading.Condition()
         self._replies: dict[int, tuple[int, int]] = {}
@@ -118,7 +128,16 @@ class SimDevice:
         if status:
             raise BusError("write", addr, status)
 
+    def grant_memory(self, base: int, size: int) -> None:
+        """A VF's DMA buffers come from ``[base, base + size)`` (what its PF granted)."""
+        if not (0 < base and size > 0 and base + size <= self.memory_size):
+            raise DeviceError(f"granted memory {base:#x}+{size:#x} is not inside the card's "
+                              f"{self.memory_size:#x} bytes of host memory")
+        self._dma = DmaAllocator(base, size)
+
     def alloc(self, size: int, align: int = 64) -> DmaBuffer:
+        if self._dma is None:
+            raise MemoryError("no DMA memory granted yet (a VF asks its PF first)")
         addr = self._dma.alloc(size, align)
         return DmaBuffer(addr, self.memory[addr:addr + size])
 

@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -119,10 +120,26 @@ def _tool_versions() -> dict:
     return tools
 
 
+_MODULE_HEADER = re.compile(r"module\s+(\S+)\s*\(([^;]*)\);")
+
+
+def canonical_verilog(text: str) -> str:
+    """``text`` with every module's port list sorted. Amaranth lists a module's ports in an
+    order that follows Python's per-process string hashing (the clock domains it creates for
+    domains nobody defines), so the same design converted in two processes differs only there;
+    ports are connected by name, so either text builds the same simulator."""
+    def sort_ports(m: re.Match) -> str:
+        ports = sorted(p.strip() for p in m[2].split(","))
+        return f"module {m[1]} ({', '.join(ports)});"
+    return _MODULE_HEADER.sub(sort_ports, text)
+
+
 def build_key(verilog_text: str, toplevel: str, args: Sequence[str], waves: bool) -> str:
-    """Cache key of a build: the Verilog, the build options and the tools that compile it."""
+    """Cache key of a build: the Verilog (:func:`canonical_verilog`), the build options and
+    the tools that compile it."""
     return hashlib.sha256(json.dumps({
-        "verilog": verilog_text, "toplevel": toplevel, "args": list(args), "waves": waves,
+        "verilog": canonical_verilog(verilog_text), "toplevel": toplevel, "args": list(args),
+        "waves": waves,
         "tools": _tool_versions(),
     }, sort_keys=True).encode()).hexdigest()[:20]
 

@@ -63,7 +63,7 @@ def serve_card(socket_path: Path, ports: Sequence[str], *, memory_mb: int = DEFA
                announce: Callable[[str], None] | None = None) -> None:
     """Serve the card on ``socket_path`` until it is told to stop; ``ports`` are cable specs
     (:func:`crossnic.sim.cables.parse_cable`), one per port."""
-    from crossnic.gateware.nic_core import NicCore
+    from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
     from crossnic.sim.harness import simulate
     try:
         specs: list[CableSpec] = [parse_cable(p) for p in ports]
@@ -92,7 +92,7 @@ def serve_card(socket_path: Path, ports: Sequence[str], *, memory_mb: int = DEFA
     threading.Thread(target=watch, daemon=True).start()
     from crossnic.sim.harness import SimulationError
     try:
-        simulate(NicCore(offload=True), "crossnic.sim.serve_tb", testcase="serve",
+        simulate(NicCore(**FULL_OPTIONS), "crossnic.sim.serve_tb", testcase="serve",
                  params={"socket": str(socket_path), "memory": str(mem), "memory_size": size,
                          "stats": str(socket_path) + ".stats",
                          "ports": [{"kind": s.kind, "name": s.name, "local": s.local,

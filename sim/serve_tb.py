@@ -22,10 +22,11 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotb.utils import get_sim_time
 from cocotbext.eth import GmiiFrame
 
+from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
 from crossnic.host.sim_protocol import Op
 from crossnic.sim.cables import CableSpec, open_cable
 from crossnic.sim.cocotb_util import params
-from crossnic.sim.mmio_server import MmioServer
+from crossnic.sim.mmio_server import DECERR, MmioServer, VfApertures
 from crossnic.sim.nic_bench import Card
 
 #: Clocks simulated between two looks at the queues.
@@ -36,8 +37,6 @@ QUIET_STEPS = 128
 QUIET_WAIT = 0.001
 #: The card's clock period (ns).
 CLOCK_NS = 8
-#: AXI response of an access outside BAR0.
-DECERR = 3
 
 
 def _bits(signal) -> int:
@@ -87,7 +86,15 @@ async def serve(dut):
     rings = len(dut.rx_irq)
     specs = [CableSpec(**c) for c in p["ports"]]
     cables = [(spec, open_cable(spec)) for spec in specs]
-    server = MmioServer(p["socket"], p["memory"], size, 2 * rings)
+    # Vectors: receive rings, transmit rings, the PF's mailbox, then each VF's mailbox reply.
+    vfs = len(dut.vf_irq) if hasattr(dut, "vf_irq") else 0
+    apertures = None
+    if vfs:
+        core = NicCore(**FULL_OPTIONS)
+        regmap = core.regmap()
+        apertures = VfApertures(core.vf_base(0), core.vf_windows.window_words, rings,
+                                [regmap[f"vf[{n}].ctrl"].addr for n in range(vfs)])
+    server = MmioServer(p["socket"], p["memory"], size, 2 * rings + 1 + vfs, apertures)
     activity = [0]
     for k in range(len(cables)):
         cocotb.start_soon(_transmit(card, k, cables, activity))
@@ -127,6 +134,8 @@ async def serve(dut):
                     stats["frames_in"] += 1
                     card.wire[k].send_nowait(GmiiFrame.from_payload(frame))
             now = _bits(dut.rx_irq) | _bits(dut.tx_irq) << rings
+            if vfs:
+                now |= _bits(dut.mbox_irq) << 2 * rings | _bits(dut.vf_irq) << 2 * rings + 1
             if now & ~lines:
                 server.interrupt(now & ~lines)
             lines = now

@@ -68,7 +68,8 @@ def test_board_map_has_every_block_with_unique_addresses(name):
 
 
 @pytest.mark.parametrize("doc, args", [("regmap.md", []),
-                                       ("board-regmap.md", ["--board", "versa_ecp5"])])
+                                       ("board-regmap.md", ["--board", "versa_ecp5"]),
+                                       ("vf-regmap.md", ["--vf"])])
 def test_committed_regmap_docs_are_current(capsys, doc, args):
     """docs/regmap.md (NIC core, BAR0) and docs/board-regmap.md are generated."""
     assert main(["regmap", *args, "--markdown"]) == 0

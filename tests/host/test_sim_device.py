@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from crossnic.gateware.layouts import Priority
-from crossnic.gateware.nic_core import NIC_ID, NicCore
+from crossnic.gateware.nic_core import FULL_OPTIONS, NIC_ID, NicCore
 from crossnic.host.classifier import ClassifierConfig, MacEntry, Policy, VnicSettings, writes
 from crossnic.host.device import BusError, Device, DeviceError
 from crossnic.host.registers import Registers
@@ -24,6 +24,7 @@ from crossnic.sim.scenario import mac_text
 pytestmark = pytest.mark.xdist_group("served_card")
 
 RINGS = 64
+VFS = FULL_OPTIONS["vfs"]
 MAC_A, MAC_B = 0x0200_0000_0A01, 0x0200_0000_0B01
 
 
@@ -51,12 +52,32 @@ def dev(served):
 
 
 def registers(dev: SimDevice) -> Registers:
-    return Registers(NicCore().regmap(), dev.read32, dev.write32)
+    return Registers(NicCore(**FULL_OPTIONS).regmap(), dev.read32, dev.write32)
+
+
+def test_a_vf_client_sees_only_its_window(served):
+    """A client attached as a VF: its addresses are words of its window, bounded by it; a
+    card without that VF refuses the attachment."""
+    with pytest.raises(DeviceError, match="no VF 8"):
+        SimDevice(served[0], vf=VFS)
+    window = NicCore(**FULL_OPTIONS).vf_window()
+    with SimDevice(served[0], vf=3) as vf:
+        assert vf.vectors == 17
+        with pytest.raises(BusError, match="DECERR"):      # not enabled by the PF
+            vf.read32(window["port.info"].addr)
+        with pytest.raises(BusError, match="DECERR"):      # beyond the window (the VF BAR)
+            vf.read32(1024)
+        with pytest.raises(MemoryError):                   # no memory granted yet
+            vf.alloc(64)
+    with SimDevice(served[0]) as pf:
+        regs = registers(pf)
+        assert regs.read("vf[3].reg_denied") == 1          # the first: reached the card
+        regs.write("vf[3].reg_denied", 0)
 
 
 def test_registers_and_bus_errors(dev):
     assert isinstance(dev, Device)
-    assert dev.vectors == 2 * RINGS
+    assert dev.vectors == 2 * RINGS + 1 + VFS     # rx, tx, the PF's mailbox, each VF's
     regs = registers(dev)
     assert regs.read("nic.id") == NIC_ID
     assert regs.read_field("nic.params", "rings") == RINGS
@@ -70,7 +91,7 @@ def test_registers_and_bus_errors(dev):
         dev.write32(0x7FF0, 1)
     assert regs.read("nic.decerr") == before + 1
     with pytest.raises(BusError, match="DECERR"):
-        dev.read32(1 << 20)                         # beyond BAR0 (128 KB)
+        dev.read32(1 << 20)                         # beyond BAR0 (512 KB)
     with pytest.raises(ValueError):
         dev.write32(0, 1 << 32)
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,14 +69,20 @@ def _s_server(ns, port: int, certs: Path) -> subprocess.Popen:
     return p
 
 
-def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float) -> str:
+def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float,
+              expect: str | None = None) -> str:
     """openssl s_client's output after sending ``text`` (a list: one write each, 3 s apart,
-    as s_client takes one command or message per read) and waiting ``wait`` seconds."""
+    as s_client takes one command or message per read) and waiting ``wait`` seconds, or, with
+    ``expect``, until that text has arrived (at most 120 s: a loaded simulator is slow)."""
     p = subprocess.Popen(_in(ns, OPENSSL, "s_client", "-connect", target, "-tls1_3",
                              "-CAfile", str(certs / "cert.pem"), "-servername",
                              "crossnic-test"),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(iter(p.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
     time.sleep(wait)
     for k, part in enumerate([text] if isinstance(text, str) else text):
         if k:
@@ -86,7 +93,10 @@ def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float) 
         except BrokenPipeError:         # s_client has ended (a failed handshake)
             break
     else:
-        time.sleep(wait)
+        deadline = time.monotonic() + (120 if expect else wait)
+        while time.monotonic() < deadline and p.poll() is None and \
+                not (expect and expect in "".join(out)):
+            time.sleep(0.2)
     try:
         p.stdin.close()                 # s_client sends close_notify and ends
     except BrokenPipeError:
@@ -95,7 +105,8 @@ def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float) 
         p.wait(timeout=wait + 30)
     except subprocess.TimeoutExpired:
         p.kill()
-    return p.stdout.read()
+    reader.join(timeout=10)
+    return "".join(out)
 
 
 def _stop(p: subprocess.Popen) -> str:
@@ -233,7 +244,7 @@ def test_openssl_client_with_card_server(card, certs):
     try:
         # ("k" alone makes s_client send a KeyUpdate first: the server must follow it)
         out = _s_client(EXT, f"{VNS_IP}:4434", certs, ["k\n", "secrets stay on the card\n"],
-                        15.0)
+                        15.0, expect="SECRETS STAY ON THE CARD")
     finally:
         log = _stop(srv)
     assert "Verification: OK" in out, out + log

@@ -1,0 +1,260 @@
+"""Virtual functions end to end (root): a served card, crossnicd as the PF, and guests that hold
+only a VF: ``crossnic vf`` in the guest's own network namespace brings its VF up as a Linux
+interface, traffic to and from a station on port 0's wire crosses the card, and every request
+the guest makes (by changing its interface, or raw through the mailbox) is checked against the
+configuration database, applied or refused, and audited."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_daemon import Setup, sh, tcp
+
+from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
+from crossnic.host.device import BusError
+from crossnic.host.registers import Registers
+from crossnic.host.sim_device import SimDevice
+from crossnic.host.vf_mailbox import VfMailbox, VfOp, VfStatus, mac_words
+from crossnic.sim.serve import wait_for_socket
+
+pytestmark = [
+    pytest.mark.xdist_group("vf_card"),
+    pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                       reason="TAP devices and network namespaces need root"),
+]
+
+TAG = f"{os.getpid() % 10000}"
+EXT, GUEST = f"cnvx{TAG}", f"cnvm{TAG}"
+EXT_IP, GUEST_IP = "10.7.0.100", "10.7.0.21"
+GUEST_MAC, ALLOWED_MAC, OTHER_MAC = "02:aa:00:00:00:01", "02:aa:00:00:00:02", "02:bb:00:00:00:09"
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory):
+    s = Setup(tmp_path_factory.mktemp("vf"))
+    ext_tap = f"cnv{TAG}"
+    log = open(s.tmp / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
+                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "64"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not wait_for_socket(s.card_sock, 1200, lambda: proc.poll() is None):
+            pytest.fail((s.tmp / "serve.log").read_text())
+        sh("ip", "netns", "add", EXT)
+        sh("ip", "link", "set", ext_tap, "netns", EXT)
+        sh("ip", "-n", EXT, "addr", "add", f"{EXT_IP}/24", "dev", ext_tap)
+        sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
+        sh("ip", "netns", "add", GUEST)
+        s.start_daemon()
+        yield s
+    finally:
+        if s.daemon and s.daemon.poll() is None:
+            s.daemon.terminate()
+            s.daemon.wait(60)
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+        for ns in (EXT, GUEST):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def vf_view(card, n: int) -> dict:
+    return json.loads(card.ok("show-vf", str(n), "--json"))[0]
+
+
+def audit(card, n: int) -> list[dict]:
+    return json.loads(card.ok("show-vf-audit", str(n), "--json"))
+
+
+def wait_until(check, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Guest:
+    """``crossnic vf`` running in the guest namespace."""
+
+    def __init__(self, card, n: int):
+        self.status = card.tmp / f"guest{n}.json"
+        self.log = open(card.tmp / f"guest{n}.log", "w")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", GUEST, sys.executable, "-m", "crossnic", "vf", "--card",
+             f"sim:{card.card_sock}", "--vf", str(n), "--ifname", "eth0", "--ip",
+             f"{GUEST_IP}/24", "--status", str(self.status)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.status.exists() or self.proc.poll() is not None, 120,
+                   "the guest's VF driver")
+        assert self.proc.poll() is None, Path(self.log.name).read_text()
+
+    def state(self) -> dict:
+        return json.loads(self.status.read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        assert self.proc.wait(30) == 0, Path(self.log.name).read_text()
+        self.log.close()
+
+
+def guest_link(field: str) -> str:
+    out = json.loads(sh("ip", "-n", GUEST, "-j", "link", "show", "eth0").stdout)[0]
+    return out[field]
+
+
+def test_guest_traffic_and_guarded_interface_changes(card):
+    card.ok("create-vf", "1", "--owner", "vm1", "--over", "port0", "--mac", GUEST_MAC,
+            "--allow-op", "set-mac,mtu", "--allow-mac", ALLOWED_MAC)
+    v = vf_view(card, 1)
+    assert (v["owner"], v["mac"], v["trust"]) == ("vm1", GUEST_MAC, "off")
+    guest = Guest(card, 1)
+    try:
+        assert guest_link("address") == GUEST_MAC
+        # The guest reaches the station and the station the guest (ARP both ways: the
+        # station's broadcast reaches the guest through the PF's relay).
+        assert tcp(EXT, GUEST, EXT_IP, 5301, 32768) == GUEST_IP
+        sh("ip", "-n", EXT, "neigh", "flush", "all")
+        assert tcp(GUEST, EXT, GUEST_IP, 5302, 32768) == EXT_IP
+        assert guest.state()["rx_frames"] > 20 and guest.state()["tx_frames"] > 10
+
+        # An allowed MAC: applied on the card, the guest keeps it and still talks.
+        sh("ip", "-n", GUEST, "link", "set", "eth0", "address", ALLOWED_MAC)
+        wait_until(lambda: guest.state()["mac"] == ALLOWED_MAC, what="the MAC request")
+        assert vf_view(card, 1)["mac"] == ALLOWED_MAC
+        sh("ip", "-n", EXT, "neigh", "flush", "all")
+        assert tcp(GUEST, EXT, GUEST_IP, 5303) == EXT_IP
+        # A MAC not in the list: refused, put back on the interface.
+        sh("ip", "-n", GUEST, "link", "set", "eth0", "address", OTHER_MAC)
+        wait_until(lambda: guest_link("address") == ALLOWED_MAC, what="the MAC put back")
+        assert vf_view(card, 1)["mac"] == ALLOWED_MAC
+        # MTU within the limit: applied; above it: refused and put back.
+        sh("ip", "-n", GUEST, "link", "set", "eth0", "mtu", "1400")
+        wait_until(lambda: vf_view(card, 1)["mtu"] == 1400, what="the MTU request")
+        sh("ip", "-n", GUEST, "link", "set", "eth0", "mtu", "1600")
+        wait_until(lambda: guest_link("mtu") == 1400, what="the MTU put back")
+        # Promiscuous mode needs trust: refused, the flag goes off again.
+        sh("ip", "-n", GUEST, "link", "set", "eth0", "promisc", "on")
+        wait_until(lambda: "PROMISC" not in guest_link("flags") and
+                   any(a["op"] == "set-rxmode" for a in audit(card, 1)), what="promisc refused")
+        rows = audit(card, 1)
+        verdicts = [(a["op"], a["verdict"]) for a in rows]
+        assert verdicts == [("set-mac", "applied"), ("set-mac", "denied"),
+                            ("set-mtu", "applied"), ("set-mtu", "denied"),
+                            ("set-rxmode", "denied")], verdicts
+        assert all(a["owner"] == "vm1" for a in rows)
+        assert "not in the allowed list" in rows[1]["reason"]
+        # With trust, promiscuous mode is allowed.
+        card.ok("set-vf", "1", "--trust", "on")
+        sh("ip", "-n", GUEST, "link", "set", "eth0", "promisc", "on")
+        wait_until(lambda: vf_view(card, 1)["rxmode"] == 1, what="promisc with trust")
+        assert "PROMISC" in guest_link("flags")
+        assert guest.state()["denied"] == 3
+    finally:
+        guest.stop()
+    # The guest's driver stopped its rings; the card never refused it anything.
+    v = vf_view(card, 1)
+    assert (v["reg_denied"], v["dma_denied"]) == (0, 0)
+    card.ok("delete-vf", "1")
+    assert all(x["vf"] != 1 for x in json.loads(card.ok("show-vf", "--json")))
+
+
+def raw_vf(card, n: int) -> tuple[SimDevice, Registers]:
+    dev = SimDevice(card.card_sock, vf=n)
+    return dev, Registers(NicCore(**FULL_OPTIONS).vf_window(), dev.read32, dev.write32)
+
+
+def test_every_request_type_is_checked_and_floods_are_limited(card):
+    card.ok("create-vf", "2", "--owner", "tenant2", "--over", "port0", "--allow-op",
+            "vlan,rate,allmulti", "--allow-vlan", "7", "--max-tx-rate", "100M",
+            "--request-rate", "2")
+    dev, regs = raw_vf(card, 2)
+    try:
+        mbox = VfMailbox(regs)
+        pace = 0.6                                  # within its budget of 2 a second
+        cfg = mbox.request(VfOp.GET_CONFIG)
+        assert cfg.status is VfStatus.OK and cfg.results[4] << 12 >= 0x1000
+        asks = [((VfOp.SET_VLAN, 7), VfStatus.OK), ((VfOp.SET_VLAN, 9), VfStatus.DENIED),
+                ((VfOp.SET_VLAN, 5000), VfStatus.MALFORMED),
+                ((VfOp.SET_RATE, 50), VfStatus.OK), ((VfOp.SET_RATE, 500), VfStatus.DENIED),
+                ((VfOp.SET_RXMODE, 2), VfStatus.OK), ((VfOp.SET_RXMODE, 1), VfStatus.DENIED),
+                ((VfOp.SET_RXMODE, 8), VfStatus.MALFORMED),
+                ((VfOp.SET_MTU, 1400), VfStatus.DENIED),
+                ((VfOp.SET_MAC, *mac_words(0x02CC00000001)), VfStatus.DENIED),
+                ((VfOp.ADD_MAC, *mac_words(0x02CC00000002)), VfStatus.DENIED),
+                ((VfOp.SET_MAC, *mac_words(0x01005E000001)), VfStatus.MALFORMED)]
+        for (op, *args), want in asks:
+            time.sleep(pace)
+            assert mbox.request(op, *args).status is want, (op, args)
+        time.sleep(pace)
+        bogus = mbox.request(99)                    # not an op at all
+        assert bogus.status is VfStatus.MALFORMED
+        v = vf_view(card, 2)
+        assert v["vlan"] == 7 and v["max_tx_rate"] == 50_000_000 and v["rxmode"] == 2
+        rows = audit(card, 2)
+        assert [r["verdict"] for r in rows] == [
+            "applied", "denied", "malformed", "applied", "denied", "applied", "denied",
+            "malformed", "denied", "denied", "denied", "malformed", "malformed"]
+        # The PF's rate is on the VF's transmit rings, out of the guest's reach.
+        ring = int(v["rings"].split("-")[0])
+        with SimDevice(card.card_sock) as pf_dev:
+            pf = Registers(NicCore(**FULL_OPTIONS).regmap(), pf_dev.read32, pf_dev.write32)
+            assert pf.read(f"tx_ring[{ring}].maxbw") > 0
+
+        # A flood: requests as fast as the guest can send them are answered, most of them
+        # RATE_LIMITED, and the daemon keeps serving everyone.
+        mbox.timeout = 30
+        statuses = [mbox.request(VfOp.SET_VLAN, 7).status for _ in range(30)]
+        assert statuses.count(VfStatus.RATE_LIMITED) >= 15, statuses
+        assert vf_view(card, 2)["requests_refused_rate"] >= 15
+        assert any(r["verdict"] == "rate-limited" for r in audit(card, 2))
+        # Writing request words while the PF holds a request: refused by the card, counted.
+        for k, w in enumerate([VfOp.SET_VLAN, 7]):
+            regs.write(f"port.request{k}", w)
+        regs.write("port.mbox", 1)
+        regs.write("port.request1", 9)              # too late: frozen
+        regs.write("port.mbox", 1)                  # and a second send
+        wait_until(lambda: regs.read_field("port.mbox", "reply"), what="the reply")
+        assert regs.read("port.reply0") >> 16 in (VfStatus.OK, VfStatus.RATE_LIMITED)
+        regs.write("port.mbox", 2)
+        assert vf_view(card, 2)["mbox_overrun"] >= 1
+
+        # Register escapes: beyond the window (the BAR) and holes and rings it does not own.
+        with pytest.raises(BusError):
+            dev.read32(NicCore(**FULL_OPTIONS).vf_windows.window_words)
+        before = vf_view(card, 2)["reg_denied"]
+        for word in (0x40, 0x100 + 5 * 32, 0x200 + 32 * 3 + 8, 0x3FF):
+            with pytest.raises(BusError):
+                dev.write32(word, 0xBAD)
+        assert vf_view(card, 2)["reg_denied"] == before + 4
+    finally:
+        dev.close()
+    card.ok("delete-vf", "2")
+    # Its window is closed now.
+    dev, regs = raw_vf(card, 2)
+    try:
+        with pytest.raises(BusError):
+            regs.read("port.info")
+    finally:
+        dev.close()
+
+
+def test_pf_controls_are_checked(card):
+    bad = [("create-vf", "9", "--owner", "x"),              # the card has VFs 0..7
+           ("create-vf", "3", "--owner", "x", "--allow-op", "reboot"),
+           ("create-vf", "3", "--owner", "x", "--over", "port7"),
+           ("set-vf", "3", "--trust", "on"),                  # not created
+           ("delete-vf", "3")]
+    for args in bad:
+        r = card.cli(*args)
+        assert r.returncode == 1 and r.stderr.startswith(f"crossnic: {args[0]}:"), r
+    assert json.loads(card.ok("show-vf", "--json")) == []
+    r = card.cli("create-vf", "x", "--owner", "y")
+    assert r.returncode == 2                                  # argparse: not a number
+
