@@ -100,7 +100,13 @@ def components() -> dict:
     from crossnic.gateware.crypto.x25519 import X25519
     from crossnic.gateware.nic_core import NicCore
     from crossnic.gateware.rx_dma import RxDmaEngine
+    from crossnic.gateware.dma_guard import DmaGuard
+    from crossnic.gateware.nic_core import FULL_OPTIONS
     from crossnic.gateware.tx_dma import TxDmaEngine
+    from crossnic.gateware.tx_spoof_check import TxSpoofCheck
+    from crossnic.gateware.vf_control import VfControl
+    from crossnic.gateware.vf_windows import VfWindows
+    vfs = FULL_OPTIONS["vfs"]
     return {
         # The whole card with its port clocks tied to the core clock: the core's own paths.
         "NicCore(2 ports, 64 rings)": lambda: DomainRenamer(
@@ -121,6 +127,13 @@ def components() -> dict:
         "Aes128Gcm": lambda: Aes128Gcm(),
         # the handshake block: cores, key slots, command processor
         "OffloadEngine": lambda: OffloadEngine(),
+        # virtual functions: what NicCore(vfs=8) adds (two guards: receive and transmit)
+        "VfControl(8 VFs)": lambda: VfControl(vfs),
+        "VfWindows(8 VFs)": lambda: VfWindows(NicCore(vfs=vfs).regmap(), vfs),
+        "DmaGuard(8 VFs)": lambda: DmaGuard(vfs=vfs, ring_bits=6),
+        "TxSpoofCheck(8 VFs)": lambda: TxSpoofCheck(vfs),
+        "NicCore(2 ports, 64 rings, 8 VFs)": lambda: DomainRenamer(
+            {"eth0_rx": "sync", "eth1_rx": "sync"})(NicCore(vfs=vfs)),
     }
 
 

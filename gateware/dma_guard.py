@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import AxiSignature
 from .layouts import PAGE_BITS, VfGrant
+from .vf_control import owner_of
 
 __all__ = ["DmaGuard", "RESP_SLVERR", "connect_unguarded"]
 
@@ -75,14 +76,6 @@ class DmaGuard(wiring.Component):
             "denied": Out(vfs),
         })
 
-    def _owner(self, ring: Value) -> Value:
-        """One-hot: the enabled VF whose ring range holds ``ring`` (0: the PF's)."""
-        bits = []
-        for g in self.grants:
-            offset = (ring - g.ring_base)[:len(g.ring_base) + 1]
-            bits.append(g.enable & (ring >= g.ring_base) & (offset < g.ring_count))
-        return Cat(*bits)
-
     def _inside(self, m: Module, owner: Value, first: Value, last: Value) -> Value:
         """Pages ``first..last`` lie inside one window of the VF ``owner`` (one-hot) names."""
         windows = Signal(self.grants[0].windows.shape())
@@ -116,7 +109,7 @@ class DmaGuard(wiring.Component):
                     m.d.sync += ring.eq(getattr(src, f"{p}user"))
                     m.next = "OWNER"
             with m.State("OWNER"):
-                m.d.sync += [owner.eq(self._owner(ring)), first.eq(addr[PAGE_BITS:]),
+                m.d.sync += [owner.eq(owner_of(self.grants, ring)), first.eq(addr[PAGE_BITS:]),
                              last.eq(end[PAGE_BITS:])]
                 m.next = "CHECK"
             with m.State("CHECK"):

@@ -38,7 +38,7 @@ __all__ = [
     "L3Proto", "L4Proto", "Checksum", "ParseErrors", "FrameMetadata",
     "FrameClass", "Cast", "Priority", "DropReason", "ClassResult", "ClassifierInput",
     "RxDescriptor", "RxCompletion", "TxDescriptor", "DESCRIPTOR_BYTES", "COMPLETION_BYTES",
-    "PAGE_BITS", "MAX_VF_RINGS", "DmaWindow", "VfGrant",
+    "PAGE_BITS", "MAX_VF_RINGS", "DmaWindow", "VfGrant", "VfSpoof",
 ]
 
 TPID_8021Q = 0x8100        # IEEE 802.1Q C-VLAN tag protocol identifier
@@ -309,3 +309,13 @@ class VfGrant(data.Struct):
     ring_base: 8
     ring_count: 4
     windows: data.ArrayLayout(DmaWindow, 2)
+
+
+class VfSpoof(data.Struct):
+    """What a VF's transmitted frames must carry (each check only when its bit is set)."""
+    check_mac: 1
+    check_vlan: 1
+    check_ip: 1
+    vlan: 12                         #: the port VLAN (0: frames must be untagged)
+    macs: data.ArrayLayout(48, 2)    #: source MACs allowed (0: none)
+    ips: data.ArrayLayout(32, 2)     #: IPv4 sources allowed (0: none)

@@ -44,6 +44,7 @@ from .rx_port import RX_COUNTERS, RxPort
 from .skid_buffer import SkidBuffer
 from .tx_dma import TxDmaEngine
 from .tx_port import TX_COUNTERS, TxPort
+from .tx_spoof_check import TxSpoofCheck
 from .tx_switch import TX_SWITCH_COUNTERS, TxSwitch
 from .vf_control import VfControl
 from .vf_windows import VfWindows
@@ -291,12 +292,22 @@ class NicCore(wiring.Component):
 
         # --- transmit: rings -> switch -> ports or hairpin ---------------------------------
         m.submodules.tx_dma = tx_dma = self.tx_dma
-        wiring.connect(m, tx_dma.o, switch.i)
+        tx_frames, tx_info = tx_dma.o, tx_dma.o_info
+        if self.vf_control is not None:
+            # A VF's frames pass its anti-spoofing checks on their way to the switch.
+            m.submodules.vf_control = vfc = self.vf_control
+            m.submodules.tx_spoof = spoof = TxSpoofCheck(self._vfs)
+            wiring.connect(m, tx_dma.o, spoof.i)
+            wiring.connect(m, tx_dma.o_info, spoof.i_info)
+            m.d.comb += [spoof.grants.eq(vfc.grants), spoof.spoof.eq(vfc.spoof),
+                         vfc.spoofed.eq(spoof.spoofed)]
+            tx_frames, tx_info = spoof.o, spoof.o_info
+        wiring.connect(m, tx_frames, switch.i)
         m.d.comb += [
-            switch.route.p.port.eq(tx_dma.o_info.p.port),
-            switch.route.p.vnic.eq(tx_dma.o_info.p.vnic),
-            switch.route.valid.eq(tx_dma.o_info.valid),
-            tx_dma.o_info.ready.eq(switch.route.ready),
+            switch.route.p.port.eq(tx_info.p.port),
+            switch.route.p.vnic.eq(tx_info.p.vnic),
+            switch.route.valid.eq(tx_info.valid),
+            tx_info.ready.eq(switch.route.ready),
             self.tx_irq.eq(tx_dma.irq),
         ]
         # The transmit-side MAC lookup goes through register slices both ways: the table sits
@@ -312,7 +323,6 @@ class NicCore(wiring.Component):
 
         managers = []
         if self.vf_control is not None:
-            m.submodules.vf_control = vfc = self.vf_control
             csr_ports_vf = [vfc.pf, vfc.port]
             m.d.comb += [self.mbox_irq.eq(vfc.mbox_irq), self.vf_irq.eq(vfc.vf_irq)]
             for name, engine, denied in (("rx", rx_dma, vfc.rx_denied),

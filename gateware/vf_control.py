@@ -27,21 +27,32 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .csr import CsrSignature
-from .layouts import MAX_VF_RINGS, PAGE_BITS, VfGrant
+from .layouts import MAX_VF_RINGS, PAGE_BITS, VfGrant, VfSpoof
 from .regmap import Access, Block, Field, Register
 
-__all__ = ["VfControl", "MBOX_WORDS", "VF_STRIDE"]
+__all__ = ["VfControl", "MBOX_WORDS", "VF_STRIDE", "owner_of"]
 
 #: Words of a mailbox message, each direction.
 MBOX_WORDS = 8
-VF_STRIDE = 32
+VF_STRIDE = 64
+PORT_STRIDE = 32
 # `vf` (PF) word offsets
 CTRL, MBOX, OVERRUN, REG_DENIED, DMA_DENIED = 0, 12, 13, 14, 15
 WINDOW0 = 4                     # base lo/hi, limit lo/hi; the next window 4 words on
 PF_REQUEST, PF_REPLY = 16, 24
+SPOOF, MAC0, IP0, SPOOFED = 32, 33, 37, 39     # MAC k at 33 + 2k (lo, hi), IP k at 37 + k
 # `vf_port` (VF) word offsets
 INFO, PORT_MBOX, IRQ_MASK = 0, 1, 2
 PORT_REQUEST, PORT_REPLY = 8, 16
+
+
+def owner_of(grants, ring: Value) -> Value:
+    """One-hot: the enabled VF of ``grants`` whose ring range holds ``ring`` (0: the PF's)."""
+    bits = []
+    for g in grants:
+        offset = (ring - g.ring_base)[:len(g.ring_base) + 1]
+        bits.append(g.enable & (ring >= g.ring_base) & (offset < g.ring_count))
+    return Cat(*bits)
 
 
 class VfControl(wiring.Component):
@@ -52,8 +63,10 @@ class VfControl(wiring.Component):
     pf : In(CsrSignature), block ``vf``; port : In(CsrSignature), block ``vf_port``
         (``read_latency`` = 2)
     grants : Out(ArrayLayout(VfGrant, vfs))
+    spoof : Out(ArrayLayout(VfSpoof, vfs)), what the VFs' transmitted frames must carry
     reg_denied : In(vfs), a VF window access refused (one-hot pulse)
     rx_denied, tx_denied : In(vfs), a VF's DMA request refused by the receive / transmit guard
+    spoofed : In(vfs), a VF's frame dropped by the transmit anti-spoofing check
     mbox_irq : Out(1), some VF's request waits for the PF
     vf_irq : Out(vfs), the PF's reply waits for the VF (unless the VF masked it)
     """
@@ -65,12 +78,14 @@ class VfControl(wiring.Component):
             raise ValueError(f"vfs must be 1..64, not {vfs}")
         self._vfs = vfs
         super().__init__({
-            "pf": In(CsrSignature((vfs - 1).bit_length() + 5)),
+            "pf": In(CsrSignature((vfs - 1).bit_length() + 6)),
             "port": In(CsrSignature((vfs - 1).bit_length() + 5)),
             "grants": Out(data.ArrayLayout(VfGrant, vfs)),
+            "spoof": Out(data.ArrayLayout(VfSpoof, vfs)),
             "reg_denied": In(vfs),
             "rx_denied": In(vfs),
             "tx_denied": In(vfs),
+            "spoofed": In(vfs),
             "mbox_irq": Out(1),
             "vf_irq": Out(vfs),
         })
@@ -112,6 +127,21 @@ class VfControl(wiring.Component):
                                "the VF)") for k in range(MBOX_WORDS)]
         regs += [Register.word(f"reply{k}", PF_REPLY + k, rw, f"reply word {k} (to the VF)")
                  for k in range(MBOX_WORDS)]
+        regs.append(Register("spoof", SPOOF, "transmit anti-spoofing (frames failing a check "
+                             "are dropped whole and counted in spoofed).", (
+            Field("mac", 0, 1, rw, "source MAC (and ARP sender MAC) must be mac0 or mac1"),
+            Field("vlan", 1, 1, rw, "frames must carry exactly the 802.1Q tag of vlan "
+                  "(none when vlan is 0)"),
+            Field("ip", 2, 1, rw, "IPv4 source (and ARP sender address) must be ip0 or ip1"),
+            Field("vlan_id", 16, 12, rw, "the VF's port VLAN"))))
+        for k in range(2):
+            regs += [Register.word(f"mac{k}", MAC0 + 2 * k, rw, f"allowed source MAC {k} "
+                                   "(0: none)", part="lo"),
+                     Register.word(f"mac{k}", MAC0 + 2 * k + 1, rw, f"allowed source MAC {k}",
+                                   width=16, part="hi"),
+                     Register.word(f"ip{k}", IP0 + k, rw, f"allowed IPv4 source {k} (0: none)")]
+        regs.append(Register.word("spoofed", SPOOFED, wc, "frames the VF sent that failed the "
+                                  "anti-spoofing checks, dropped (write clears)"))
         return Block(name, f"virtual functions: grants, refusals, mailbox ({self._vfs} sets)",
                      tuple(regs), self.read_latency, count=self._vfs, stride=VF_STRIDE)
 
@@ -138,7 +168,7 @@ class VfControl(wiring.Component):
                  for k in range(MBOX_WORDS)]
         return Block(name, "a virtual function's own registers: identity and mailbox",
                      tuple(regs), self.read_latency, count=count,
-                     stride=VF_STRIDE if count > 1 else 0)
+                     stride=PORT_STRIDE if count > 1 else 0)
 
     def elaborate(self, platform):
         m = Module()
@@ -146,8 +176,10 @@ class VfControl(wiring.Component):
         pf, port = self.pf, self.port
         ctrl = [Signal(20, name=f"ctrl{v}") for v in range(vfs)]
         windows = [[Signal(64, name=f"vf{v}_win{k}") for k in range(4)] for v in range(vfs)]
-        counters = [[Signal(32, name=f"vf{v}_{n}") for n in ("overrun", "reg", "dma")]
+        counters = [[Signal(32, name=f"vf{v}_{n}") for n in ("overrun", "reg", "dma",
+                                                              "spoofed")]
                     for v in range(vfs)]
+        spoof = [Signal(VfSpoof, name=f"vf{v}_spoof") for v in range(vfs)]
         request = Signal(vfs)
         reply = Signal(vfs)
         mask = Signal(vfs)
@@ -159,6 +191,8 @@ class VfControl(wiring.Component):
                 m.d.comb += [g.windows[k].base.eq(windows[v][2 * k][PAGE_BITS:]),
                              g.windows[k].limit.eq(windows[v][2 * k + 1][PAGE_BITS:])]
         m.d.comb += [self.mbox_irq.eq(request.any()), self.vf_irq.eq(reply & ~mask)]
+        for v in range(vfs):
+            m.d.comb += self.spoof[v].eq(spoof[v])
 
         # --- mailbox words: request k of VF v at 16 v + k, reply k at 16 v + 8 + k ----------
         # (request words are at port 8.. and PF 16.., reply words at port 16.. and PF 24..)
@@ -166,7 +200,7 @@ class VfControl(wiring.Component):
                                             attrs={"ram_style": "distributed"})
         w_port = words.write_port()
         r_port = words.read_port()
-        pf_set, pf_off = pf.addr[5:], pf.addr[:5]
+        pf_set, pf_off = pf.addr[6:], pf.addr[:6]
         vf_set, vf_off = port.addr[5:], port.addr[:5]
         m.d.comb += r_port.addr.eq(Mux(port.r_stb, Cat(vf_off[:3], vf_off[4], vf_set),
                                        Cat(pf_off[:3], pf_off[3] & pf_off[4], pf_set)))
@@ -190,7 +224,7 @@ class VfControl(wiring.Component):
                             with m.Case(IRQ_MASK):
                                 m.d.sync += word.eq(mask[v])
         with m.Elif(pf.r_stb):
-            m.d.sync += [from_mem.eq(pf_off >= PF_REQUEST), word.eq(0)]
+            m.d.sync += [from_mem.eq((pf_off >= PF_REQUEST) & (pf_off < SPOOF)), word.eq(0)]
             with m.Switch(pf_set):
                 for v in range(vfs):
                     with m.Case(v):
@@ -205,13 +239,26 @@ class VfControl(wiring.Component):
                                     m.d.sync += word.eq(windows[v][k][32:])
                             with m.Case(MBOX):
                                 m.d.sync += word.eq(Cat(request[v], reply[v]))
-                            for n, off in enumerate((OVERRUN, REG_DENIED, DMA_DENIED)):
+                            for n, off in enumerate((OVERRUN, REG_DENIED, DMA_DENIED,
+                                                     SPOOFED)):
                                 with m.Case(off):
                                     m.d.sync += word.eq(counters[v][n])
+                            with m.Case(SPOOF):
+                                m.d.sync += word.eq(Cat(spoof[v].check_mac,
+                                                        spoof[v].check_vlan,
+                                                        spoof[v].check_ip, C(0, 13),
+                                                        spoof[v].vlan))
+                            for k in range(2):
+                                with m.Case(MAC0 + 2 * k):
+                                    m.d.sync += word.eq(spoof[v].macs[k][:32])
+                                with m.Case(MAC0 + 2 * k + 1):
+                                    m.d.sync += word.eq(spoof[v].macs[k][32:])
+                                with m.Case(IP0 + k):
+                                    m.d.sync += word.eq(spoof[v].ips[k])
 
         # --- writes -------------------------------------------------------------------------
         overrun = Signal(vfs)
-        cleared = [Signal(3, name=f"vf{v}_cleared") for v in range(vfs)]
+        cleared = [Signal(4, name=f"vf{v}_cleared") for v in range(vfs)]
         with m.If(port.w_stb):
             with m.Switch(vf_set):
                 for v in range(vfs):
@@ -256,16 +303,30 @@ class VfControl(wiring.Component):
                                     m.d.sync += request[v].eq(0)
                                 with m.If(pf.w_data[1]):
                                     m.d.sync += reply[v].eq(1)
-                            for n, off in enumerate((OVERRUN, REG_DENIED, DMA_DENIED)):
+                            for n, off in enumerate((OVERRUN, REG_DENIED, DMA_DENIED,
+                                                     SPOOFED)):
                                 with m.Case(off):
                                     m.d.comb += cleared[v][n].eq(1)
-                        with m.If(pf_off >= PF_REPLY):
+                            with m.Case(SPOOF):
+                                m.d.sync += [spoof[v].check_mac.eq(pf.w_data[0]),
+                                             spoof[v].check_vlan.eq(pf.w_data[1]),
+                                             spoof[v].check_ip.eq(pf.w_data[2]),
+                                             spoof[v].vlan.eq(pf.w_data[16:28])]
+                            for k in range(2):
+                                with m.Case(MAC0 + 2 * k):
+                                    m.d.sync += spoof[v].macs[k][:32].eq(pf.w_data)
+                                with m.Case(MAC0 + 2 * k + 1):
+                                    m.d.sync += spoof[v].macs[k][32:].eq(pf.w_data[:16])
+                                with m.Case(IP0 + k):
+                                    m.d.sync += spoof[v].ips[k].eq(pf.w_data)
+                        with m.If((pf_off >= PF_REPLY) & (pf_off < SPOOF)):
                             m.d.comb += [w_port.addr.eq(Cat(pf_off[:3], C(1, 1), C(v, 8))),
                                          w_port.data.eq(pf.w_data), w_port.en.eq(1)]
 
         # --- refusal counters (a write clears; the count of that clock is lost with it) -----
         for v in range(vfs):
-            events = (overrun[v], self.reg_denied[v], self.rx_denied[v] + self.tx_denied[v])
+            events = (overrun[v], self.reg_denied[v], self.rx_denied[v] + self.tx_denied[v],
+                      self.spoofed[v])
             for n, event in enumerate(events):
                 count = counters[v][n]
                 with m.If(cleared[v][n]):

@@ -149,7 +149,8 @@ def _list(text: str | None) -> list[str] | None:
 
 
 def _vf_args(args) -> dict:
-    out = {"trust": _onoff(args.trust),
+    out = {"spoofchk": _onoff(args.spoofchk), "trust": _onoff(args.trust),
+           "allow_ip": _list(args.allow_ip),
            "max_tx_rate": args.max_tx_rate, "state": args.state,
            "allow_mac": _list(args.allow_mac), "allow_vlan": _list(args.allow_vlan),
            "allow_op": _list(args.allow_op)}
@@ -187,8 +188,8 @@ def _delete_vf(args, sock):
 
 def _show_vf(args, sock):
     _print(request("show-vf", {"vf": args.vf}, sock), args,
-           ["vf", "owner", "over", "mac", "vlan", "trust", "max_tx_rate",
-            "state", "rings", "reg_denied", "dma_denied", "mbox_overrun"])
+           ["vf", "owner", "over", "mac", "vlan", "spoofchk", "trust", "max_tx_rate",
+            "state", "rings", "reg_denied", "dma_denied", "spoofed", "mbox_overrun"])
     return 0
 
 
@@ -411,6 +412,12 @@ def add_parsers(sub) -> None:
                        help="the VF's MAC (auto: derived from the card and VF number)")
         q.add_argument("--vlan", type=int, default=0 if create else None,
                        help="port VLAN (0: untagged)")
+        q.add_argument("--spoofchk", choices=("on", "off"),
+                       help="the card drops the guest's frames from other MACs, VLANs or "
+                            "IPv4 sources (default on)")
+        q.add_argument("--allow-ip", metavar="IPV4,...",
+                       help="the guest's IPv4 addresses (at most 2; with spoofchk, its only "
+                            "sources)")
         q.add_argument("--trust", choices=("on", "off"),
                        help="the guest may take any MAC and go promiscuous (default off)")
         q.add_argument("--max-tx-rate", metavar="RATE", help="transmit limit, e.g. 100M")

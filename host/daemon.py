@@ -610,11 +610,16 @@ class Daemon:
         return out
 
     def show_vnic(self, name: str | None = None) -> list[dict]:
+        """The card's VNICs: the daemon's, then the VFs' (their own, and the intermediate
+        VNICs of their guests' second MACs)."""
         with self.lock:
+            vf_rows = self.vf.vnic_rows()
+            if name and any(r["name"] == name for r in vf_rows):
+                return [r for r in vf_rows if r["name"] == name]
             names = [name] if name else list(self.driver.vnics)
             for n in names:
                 self._driver_vnic(n)
-            return [self._vnic_view(n) for n in names]
+            return [self._vnic_view(n) for n in names] + ([] if name else vf_rows)
 
     def show_vns(self, name: str | None = None) -> list[dict]:
         with self.lock:

@@ -6,17 +6,20 @@ and holds nothing of the card but the VF: its register window (:class:`~crossnic
 SimDevice` with ``vf``, or the VF's BAR through VFIO on hardware) and the host memory its PF
 granted. It asks the PF for its configuration through the mailbox, lays its rings out in that
 memory, and moves frames between its ring pair and a TAP interface. Changes the guest makes to
-the interface (MAC address, MTU, promiscuous or all-multicast mode) become mailbox requests;
+the interface (MAC address, MTU, promiscuous or all-multicast mode, a second unicast address:
+``bridge fdb add ADDR dev IF self`` or a macvlan on it) become mailbox requests;
 what the PF refuses is put back on the interface, so the guest's view never disagrees with the
 card's.
 """
 
 import fcntl
+import json
 import logging
 import os
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -130,7 +133,8 @@ class VfGuest:
         netns.ip("link", "set", "dev", ifname, "up")
         self.iface = _Interface(ifname)
         self.applied = self.iface.state()
-        self._last_look = 0.0
+        self.extra_macs: set[int] = set()          # second MACs the PF accepted
+        self._last_look = self._last_fdb = 0.0
 
     @staticmethod
     def _ok(reply: VfReply) -> VfReply:
@@ -200,6 +204,36 @@ class VfGuest:
             else:
                 self.iface.set_mode(old_mode)
         self.applied = (old_mac, old_mtu, old_mode)
+        if time.monotonic() - self._last_fdb > 1.0:
+            self._last_fdb = time.monotonic()
+            self._follow_addresses()
+
+    def _unicast_list(self) -> set[int]:
+        """The interface's extra unicast addresses (its ``uc`` list, as ``bridge fdb`` shows
+        it: what ``bridge fdb add ... self`` and macvlans on it put there)."""
+        r = subprocess.run(["bridge", "-j", "fdb", "show", "dev", self.ifname],
+                           capture_output=True, text=True, timeout=10, check=False)
+        try:
+            entries = json.loads(r.stdout or "[]")
+        except ValueError:
+            return set(self.extra_macs)
+        macs = {int(e["mac"].replace(":", ""), 16) for e in entries
+                if "self" in e.get("flags", []) and not int(e["mac"][:2], 16) & 1}
+        return macs - {self.applied[0]}
+
+    def _follow_addresses(self) -> None:
+        """A second MAC the guest added becomes ADD_MAC (taken off again if refused); one it
+        removed, DEL_MAC."""
+        now = self._unicast_list()
+        for mac in sorted(now - self.extra_macs):
+            if self.request(VfOp.ADD_MAC, *mac_words(mac)) is VfStatus.OK:
+                self.extra_macs.add(mac)
+            else:
+                subprocess.run(["bridge", "fdb", "del", mac_text(mac), "dev", self.ifname,
+                                "self"], capture_output=True, timeout=10, check=False)
+        for mac in sorted(self.extra_macs - now):
+            self.request(VfOp.DEL_MAC, *mac_words(mac))
+            self.extra_macs.discard(mac)
 
     # --- frames -----------------------------------------------------------------------------
     def service(self, timeout: float = 0.01) -> int:
@@ -262,7 +296,6 @@ class VfGuest:
 
 
 def _run(args) -> int:
-    import json
     import signal
 
     from .sim_device import SimDevice
@@ -291,7 +324,9 @@ def _run(args) -> int:
                 last = time.monotonic()
                 with open(args.status + ".tmp", "w") as f:
                     json.dump({"mac": mac_text(guest.applied[0]), "mtu": guest.applied[1],
-                               "rxmode": guest.applied[2], **guest.stats}, f)
+                               "rxmode": guest.applied[2],
+                               "macs": [mac_text(m) for m in sorted(guest.extra_macs)],
+                               **guest.stats}, f)
                 os.replace(args.status + ".tmp", args.status)
     except KeyboardInterrupt:
         pass

@@ -27,6 +27,8 @@ __all__ = ["VfManager", "VfState", "RINGS_PER_VF", "DEFAULT_VF_MEMORY", "RELAY_R
 
 log = logging.getLogger("crossnic.vf")
 
+#: Addresses the card's anti-spoofing check holds per VF (MACs, and IPv4 sources).
+SPOOF_MACS = SPOOF_IPS = 2
 #: Rings each VF owns (its ring 0 carries the VNIC's traffic; ring 1 is for its flows).
 RINGS_PER_VF = 2
 #: The PF's transmit ring that relays flooded frames to VFs (the flood ring's transmit half).
@@ -51,10 +53,14 @@ class VfState:
     mtu: int = 1500
     rxmode: int = 0
     trust: bool = False
+    spoofchk: bool = True                # the card checks the VF's frames' addresses
+    ips: list[int] = field(default_factory=list)      # IPv4 sources allowed (at most 2)
     link_state: str = "auto"             # auto | enable | disable
     memory: DmaBuffer | None = None
     vnic: int | None = None
     mac_slots: dict[int, int] = field(default_factory=dict)     # mac -> MAC-table slot
+    #: second MACs -> the intermediate VNIC each gets (same rings as the VF's own VNIC)
+    extra_vnics: dict[int, int] = field(default_factory=dict)
 
     @property
     def macs(self) -> list[int]:
@@ -111,7 +117,7 @@ class VfManager:
                 raise
             s.memory, s.vnic, s.port, s.vlan, s.vns_id = buf, index, port, vlan, vns_id
             try:
-                self._add_mac(s, mac)
+                self._add_mac(s, mac, vnic=index)
             except DriverError:
                 d.dev.free(buf)
                 d.give_vnic(index)
@@ -120,6 +126,7 @@ class VfManager:
             s.mac = mac
             d.reset_rings(range(s.ring_base, s.ring_base + RINGS_PER_VF))
             self._program(s)
+            self._program_spoof(s)
             base, limit = buf.addr, buf.addr + pages * PAGE
             d.write_regs([(f"vf[{n}].dma0_base.lo", base & 0xFFFF_FFFF),
                           (f"vf[{n}].dma0_base.hi", base >> 32),
@@ -143,6 +150,7 @@ class VfManager:
             d.reset_rings(range(s.ring_base, s.ring_base + RINGS_PER_VF))
             for mac in list(s.mac_slots):
                 self._del_mac(s, mac)
+            d.write_regs([(f"vf[{n}].spoof", 0)])
             d.write_regs(vnic_writes(s.vnic, VnicSettings()))
             d.give_vnic(s.vnic)
             d.dev.free(s.memory)
@@ -151,9 +159,8 @@ class VfManager:
     def _program(self, s: VfState) -> None:
         """The VF's VNIC entry and its transmit rings' PF-owned settings."""
         d = self.driver
-        up = s.link_state != "disable"
-        d.write_regs(vnic_writes(s.vnic, VnicSettings(up, s.priority, s.vns_id, s.ring_base,
-                                                      s.ring_base)))
+        for vnic in (s.vnic, *s.extra_vnics.values()):
+            d.write_regs(vnic_writes(vnic, self._settings(s)))
         rate = rate_register(s.max_tx_rate, rings=d.rings, clk_hz=d.clk_hz) \
             if s.max_tx_rate else 0
         for k in range(RINGS_PER_VF):
@@ -162,34 +169,96 @@ class VfManager:
             d.regs.write_field(f"{ring}.ctrl", "priority", s.priority.value)
             d.regs.write_field(f"{ring}.ctrl", "port", s.port)
 
+    @staticmethod
+    def _settings(s: VfState) -> VnicSettings:
+        return VnicSettings(s.link_state != "disable", s.priority, s.vns_id, s.ring_base,
+                            s.ring_base)
+
+    def _program_spoof(self, s: VfState) -> None:
+        """The card's anti-spoofing settings from the VF's state: its MACs (the primary first),
+        its port VLAN, and its IPv4 addresses when it has any."""
+        macs = [s.mac, *[m for m in s.mac_slots if m != s.mac]][:SPOOF_MACS]
+        macs += [0] * (SPOOF_MACS - len(macs))
+        ips = (s.ips + [0] * SPOOF_IPS)[:SPOOF_IPS]
+        on = int(s.spoofchk)
+        pairs = [(f"vf[{s.n}].spoof", on | on << 1 | (on if s.ips else 0) << 2 | s.vlan << 16)]
+        for k, mac in enumerate(macs):
+            pairs += [(f"vf[{s.n}].mac{k}.lo", mac & 0xFFFF_FFFF),
+                      (f"vf[{s.n}].mac{k}.hi", mac >> 32)]
+        pairs += [(f"vf[{s.n}].ip{k}", ip) for k, ip in enumerate(ips)]
+        self.driver.write_regs(pairs)
+
+    def set_spoofchk(self, n: int, on: bool, ips: list[int] | None = None) -> None:
+        """Turn the VF's transmit checks on or off; ``ips``: its IPv4 sources (at most 2)."""
+        s = self._vf(n)
+        if ips is not None and len(ips) > SPOOF_IPS:
+            raise DriverError(f"the card checks at most {SPOOF_IPS} IPv4 addresses per VF")
+        with self.driver.lock:
+            s.spoofchk = bool(on)
+            if ips is not None:
+                s.ips = list(ips)
+            if s.enabled:
+                self._program_spoof(s)
+
     # --- what a VF may be given (applied as decided; the policy is the caller's) ----------
-    def _add_mac(self, s: VfState, mac: int) -> None:
+    def _add_mac(self, s: VfState, mac: int, vnic: int | None = None) -> None:
+        """A MAC-table entry steering ``mac`` to VNIC ``vnic``; None: a second MAC, which gets
+        an intermediate VNIC of its own on the VF's rings (so the card, its counters and
+        ``show-vnic`` see it as a VNIC, and frames to it land in the guest's ring directly)."""
         d = self.driver
         if mac in s.mac_slots:
             return
+        if len(s.mac_slots) >= SPOOF_MACS:
+            raise DriverError(f"a VF has at most {SPOOF_MACS} MAC addresses")
         if d.mac_in_use(mac, s.vlan):
             raise DriverError(f"MAC {mac:012x} is already used in VLAN {s.vlan}")
-        slot = d.take_mac_slot(MacEntry(mac, s.vlan, s.vnic))
-        s.mac_slots[mac] = slot
+        own = vnic is None
+        if own:
+            vnic = d.take_vnic()
+            d.write_regs(vnic_writes(vnic, self._settings(s)))
+        try:
+            s.mac_slots[mac] = d.take_mac_slot(MacEntry(mac, s.vlan, vnic))
+        except DriverError:
+            if own:
+                d.write_regs(vnic_writes(vnic, VnicSettings()))
+                d.give_vnic(vnic)
+            raise
+        if own:
+            s.extra_vnics[mac] = vnic
 
     def _del_mac(self, s: VfState, mac: int) -> None:
         slot = s.mac_slots.pop(mac, None)
         if slot is not None:
             self.driver.give_mac_slot(slot)
+        vnic = s.extra_vnics.pop(mac, None)
+        if vnic is not None:
+            self.driver.write_regs(vnic_writes(vnic, VnicSettings()))
+            self.driver.give_vnic(vnic)
 
     def set_mac(self, n: int, mac: int) -> None:
         s = self._enabled(n)
         with self.driver.lock:
             if mac == s.mac:
                 return
-            self._add_mac(s, mac)
-            self._del_mac(s, s.mac)
+            if mac in s.extra_vnics:              # a second MAC becomes the primary
+                self._del_mac(s, mac)
+            old = s.mac
+            self._del_mac(s, old)
+            try:
+                self._add_mac(s, mac, vnic=s.vnic)
+            except DriverError:
+                self._add_mac(s, old, vnic=s.vnic)
+                raise
             s.mac = mac
+            self._program_spoof(s)
 
-    def add_mac(self, n: int, mac: int) -> None:
+    def add_mac(self, n: int, mac: int) -> int:
+        """A second MAC for VF ``n`` (an intermediate VNIC); returns the VNIC number."""
         s = self._enabled(n)
         with self.driver.lock:
             self._add_mac(s, mac)
+            self._program_spoof(s)
+            return s.extra_vnics.get(mac, s.vnic)
 
     def del_mac(self, n: int, mac: int) -> None:
         s = self._enabled(n)
@@ -199,26 +268,24 @@ class VfManager:
             if mac not in s.mac_slots:
                 raise DriverError(f"MAC {mac:012x} is not an address of VF {n}")
             self._del_mac(s, mac)
+            self._program_spoof(s)
 
     def set_vlan(self, n: int, vlan: int) -> None:
+        """Move every MAC of the VF to VLAN ``vlan`` (all or nothing)."""
         if not 0 <= vlan < 4095:
             raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
         s = self._enabled(n)
-        with self.driver.lock:
-            macs = list(s.mac_slots)
-            for mac in macs:
-                self._del_mac(s, mac)
-            old, s.vlan = s.vlan, vlan
-            try:
-                for mac in macs:
-                    self._add_mac(s, mac)
-            except DriverError:
-                for mac in list(s.mac_slots):
-                    self._del_mac(s, mac)
-                s.vlan = old
-                for mac in macs:
-                    self._add_mac(s, mac)
-                raise
+        d = self.driver
+        with d.lock:
+            entries = {mac: s.extra_vnics.get(mac, s.vnic) for mac in s.mac_slots}
+            if any(d.mac_in_use(mac, vlan) for mac in entries) and vlan != s.vlan:
+                raise DriverError(f"a MAC of VF {n} is already used in VLAN {vlan}")
+            for slot in s.mac_slots.values():
+                d.give_mac_slot(slot)
+            s.vlan = vlan
+            s.mac_slots = {mac: d.take_mac_slot(MacEntry(mac, vlan, vnic))
+                           for mac, vnic in entries.items()}
+            self._program_spoof(s)
 
     def set_rate(self, n: int, bits_per_s: int) -> None:
         s = self._enabled(n)
@@ -294,7 +361,7 @@ class VfManager:
     def counters(self, n: int) -> dict[str, int]:
         with self.driver.lock:
             return {k: self.regs.read(f"vf[{n}].{k}")
-                    for k in ("mbox_overrun", "reg_denied", "dma_denied")}
+                    for k in ("mbox_overrun", "reg_denied", "dma_denied", "spoofed")}
 
     def close(self) -> None:
         for s in self.vfs:

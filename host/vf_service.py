@@ -11,6 +11,7 @@ the refusals are counted and audited once a second, so a flood costs the daemon 
 cannot fill the database.
 """
 
+import ipaddress
 import json
 import logging
 import threading
@@ -52,7 +53,8 @@ class VfService:
     # --- PF controls ------------------------------------------------------------------------
     def create_vf(self, vf: int, *, owner: str, port: int, mac: str = "auto", vlan: int = 0,
                   memory: int = DEFAULT_VF_MEMORY, allow_mac=(), allow_vlan=(), allow_op=(),
-                  trust: bool = False, max_tx_rate: int = 0, request_rate: float = 20.0,
+                  allow_ip=(), spoofchk: bool = True, trust: bool = False,
+                  max_tx_rate: int = 0, request_rate: float = 20.0,
                   max_mtu: int = 1500, state: str = "auto", parse_mac=None,
                   store: bool = True) -> dict:
         vf = self._number(vf)
@@ -67,16 +69,20 @@ class VfService:
         mac_int = auto_mac(self.serial, 0x80 + vf) if mac == "auto" else parse_mac(mac)
         if not 0 < float(request_rate) <= 1000:
             raise self.Error(f"request rate is 0..1000 a second, not {request_rate}")
-        attrs = {"trust": bool(trust), "request_rate": float(request_rate),
+        ips = self._ips(allow_ip)
+        attrs = {"spoofchk": bool(spoofchk), "trust": bool(trust),
+                 "request_rate": float(request_rate),
                  "max_tx_rate": int(max_tx_rate), "max_mtu": int(max_mtu), "state": state,
                  "allow": {"macs": sorted({mac_int, *map(parse_mac, allow_mac)}),
                            "vlans": sorted({int(vlan), *map(int, allow_vlan)}),
+                           "ips": [str(ipaddress.IPv4Address(a)) for a in ips],
                            "ops": sorted(set(allow_op))}}
         with self.lock:
             try:
                 s = self.manager.enable(vf, port=port, mac=mac_int, vlan=int(vlan),
                                         memory=int(memory))
                 self.manager.set_link_state(vf, state)
+                self.manager.set_spoofchk(vf, bool(spoofchk), ips)
                 if max_tx_rate:
                     self.manager.set_rate(vf, int(max_tx_rate))
             except DriverError as e:
@@ -91,7 +97,7 @@ class VfService:
             return self.view(vf)
 
     def set_vf(self, vf: int, *, mac: int | None = None, vlan: int | None = None,
-               trust: bool | None = None,
+               trust: bool | None = None, spoofchk: bool | None = None, allow_ip=None,
                max_tx_rate: int | None = None, state: str | None = None,
                allow_mac=None, allow_vlan=None, allow_op=None, parse_mac=None) -> dict:
         """What ``ip link set DEV vf N ...`` sets, and the VF's allowed lists."""
@@ -112,6 +118,15 @@ class VfService:
             except DriverError as e:
                 raise self.Error(str(e)) from None
             s = self.manager.vfs[vf]
+            if spoofchk is not None or allow_ip is not None:
+                ips = None if allow_ip is None else self._ips(allow_ip)
+                try:
+                    self.manager.set_spoofchk(vf, s.spoofchk if spoofchk is None else spoofchk,
+                                              ips)
+                except DriverError as e:
+                    raise self.Error(str(e)) from None
+                attrs["spoofchk"] = s.spoofchk
+                attrs["allow"]["ips"] = [str(ipaddress.IPv4Address(a)) for a in s.ips]
             if trust is not None:
                 attrs["trust"] = s.trust = bool(trust)
             allow = attrs["allow"]
@@ -151,7 +166,9 @@ class VfService:
         s, attrs = self.manager.vfs[vf], self.attrs[vf]
         out = {"vf": vf, "owner": self.owners[vf], "over": f"port{s.port}",
                "mac": _mac_text(s.mac), "macs": [_mac_text(m) for m in s.macs],
-               "vlan": s.vlan, "trust": "on" if attrs["trust"] else "off",
+               "vnics": [r["name"] for r in self.vnic_rows() if r["vf"] == vf],
+               "vlan": s.vlan, "spoofchk": "on" if s.spoofchk else "off",
+               "trust": "on" if attrs["trust"] else "off", "ips": attrs["allow"]["ips"],
                "max_tx_rate": s.max_tx_rate, "state": s.link_state, "mtu": s.mtu,
                "rxmode": s.rxmode, "rings": f"{s.ring_base}-{s.ring_base + 1}",
                "vnic": s.vnic,
@@ -164,6 +181,22 @@ class VfService:
             pass
         return out
 
+    def vnic_rows(self) -> list[dict]:
+        """The VFs' VNICs as ``show-vnic`` lists them: ``vfN`` for a VF's own MAC, ``vfN.K``
+        for the intermediate VNIC of each second MAC its guest added."""
+        rows = []
+        for n in sorted(self.attrs):
+            s = self.manager.vfs[n]
+            extra = sorted(s.extra_vnics.items(), key=lambda kv: kv[1])
+            for k, (mac, vnic) in enumerate([(s.mac, s.vnic), *extra]):
+                rows.append({"name": f"vf{n}" if k == 0 else f"vf{n}.{k}",
+                             "over": f"port{s.port}", "mac": _mac_text(mac), "vlan": s.vlan,
+                             "vns": None, "vns_id": s.vns_id,
+                             "priority": s.priority.name.lower(), "maxbw": s.max_tx_rate,
+                             "vnic_id": vnic, "rx_ring": s.ring_base, "tx_ring": s.ring_base,
+                             "temporary": False, "vf": n, "owner": self.owners[n]})
+        return rows
+
     def restore(self, parse_mac) -> None:
         for v in self.db.vfs():
             a = v["attrs"]
@@ -174,10 +207,21 @@ class VfService:
                                allow_mac=[_mac_text(m) for m in a["allow"]["macs"]],
                                allow_vlan=a["allow"]["vlans"], allow_op=a["allow"]["ops"],
                                trust=a["trust"], request_rate=a.get("request_rate", 20.0),
+                               spoofchk=a.get("spoofchk", True),
+                               allow_ip=a["allow"].get("ips", []),
                                max_tx_rate=a["max_tx_rate"], max_mtu=a.get("max_mtu", 1500),
                                state=a["state"], parse_mac=parse_mac, store=False)
             except (self.Error, DriverError) as e:
                 log.error("could not restore VF %d: %s", v["vf"], e)
+
+    def _ips(self, texts) -> list[int]:
+        try:
+            ips = [int(ipaddress.IPv4Address(t)) for t in texts]
+        except ValueError as e:
+            raise self.Error(f"not an IPv4 address: {e}") from None
+        if len(ips) > 2:
+            raise self.Error("the card checks at most 2 IPv4 addresses per VF")
+        return ips
 
     def _number(self, vf) -> int:
         try:
@@ -251,7 +295,7 @@ class VfService:
         if op is VfOp.SET_MAC:
             m.set_mac(vf, d.value)
         elif op is VfOp.ADD_MAC:
-            m.add_mac(vf, d.value)
+            return (m.add_mac(vf, d.value),)
         elif op is VfOp.DEL_MAC:
             m.del_mac(vf, d.value)
         elif op is VfOp.SET_VLAN:

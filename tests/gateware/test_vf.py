@@ -278,6 +278,31 @@ def test_dma_windows_reach_the_grants():
     bench(body)
 
 
+def test_spoof_settings_reach_the_checker_and_drops_are_counted():
+    async def body(bus, ctx, card):
+        await bus.pf_write("vf[2].spoof", 0b111 | 7 << 16)
+        await bus.pf_write("vf[2].mac1.lo", 0x0000_0002)
+        await bus.pf_write("vf[2].mac1.hi", 0x02AA)
+        await bus.pf_write("vf[2].ip0", 0x0A07_0015)
+        s = card.control.spoof[2]
+        assert (ctx.get(s.check_mac), ctx.get(s.check_vlan), ctx.get(s.check_ip),
+                ctx.get(s.vlan)) == (1, 1, 1, 7)
+        assert ctx.get(s.macs[1]) == 0x02AA_0000_0002 and ctx.get(s.ips[0]) == 0x0A07_0015
+        assert await bus.pf_read("vf[2].mac1.hi") == 0x02AA
+        assert await bus.pf_read("vf[2].spoof") == 0b111 | 7 << 16
+        for _ in range(3):
+            ctx.set(card.control.spoofed, 1 << 2)
+            await ctx.tick()
+        ctx.set(card.control.spoofed, 0)
+        assert await bus.pf_read("vf[2].spoofed") == 3
+        await bus.pf_write("vf[2].spoofed", 0)
+        assert await bus.pf_read("vf[2].spoofed") == 0
+        # (the mailbox words beside them are untouched)
+        assert await bus.pf_read("vf[2].reply0") == 0
+
+    bench(body)
+
+
 def test_windows_need_room_above_the_pf_map():
     small = RegisterMap("t", [ring_block("rx_ring"), ring_block("tx_ring"),
                               VfControl(4).pf_block(), VfControl(4).port_block()])

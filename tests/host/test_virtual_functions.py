@@ -83,13 +83,13 @@ def wait_until(check, timeout: float = 30.0, what: str = "condition"):
 class Guest:
     """``crossnic vf`` running in the guest namespace."""
 
-    def __init__(self, card, n: int):
+    def __init__(self, card, n: int, ifname: str = "eth0", ip: str = GUEST_IP):
         self.status = card.tmp / f"guest{n}.json"
         self.log = open(card.tmp / f"guest{n}.log", "w")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", GUEST, sys.executable, "-m", "crossnic", "vf", "--card",
-             f"sim:{card.card_sock}", "--vf", str(n), "--ifname", "eth0", "--ip",
-             f"{GUEST_IP}/24", "--status", str(self.status)],
+             f"sim:{card.card_sock}", "--vf", str(n), "--ifname", ifname, "--ip",
+             f"{ip}/24", "--status", str(self.status)],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: self.status.exists() or self.proc.poll() is not None, 120,
                    "the guest's VF driver")
@@ -163,6 +163,137 @@ def test_guest_traffic_and_guarded_interface_changes(card):
     assert (v["reg_denied"], v["dma_denied"]) == (0, 0)
     card.ok("delete-vf", "1")
     assert all(x["vf"] != 1 for x in json.loads(card.ok("show-vf", "--json")))
+
+
+SEND = """
+import socket, sys
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
+ifname, mac, ip, dst = sys.argv[1:5]
+frames = {
+    "GOOD": Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src=ip, dst=dst) / UDP(dport=9),
+    "BADMAC": Ether(src="02:cc:00:00:00:03", dst="ff:ff:ff:ff:ff:ff") / IP(src=ip, dst=dst)
+              / UDP(dport=9),
+    "BADIP": Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="10.7.0.99", dst=dst)
+             / UDP(dport=9),
+    "BADVLAN": Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=5) / IP(src=ip, dst=dst)
+               / UDP(dport=9),
+}
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+for name in sys.argv[5:]:
+    s.send(bytes(frames[name] / (b"MARK-" + name.encode() + b"-" * 20)))
+"""
+SNIFF = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0)); s.settimeout(0.2)
+print("ready", flush=True)
+seen, end = set(), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        data = s.recv(4096)
+    except TimeoutError:
+        continue
+    k = data.find(b"MARK-")
+    if k >= 0:
+        seen.add(data[k + 5:].split(b"-")[0].decode())
+print(",".join(sorted(seen)), flush=True)
+"""
+
+
+SEND_TO = """
+import socket, sys
+from scapy.layers.l2 import Ether
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for dst in sys.argv[2:]:
+    s.send(bytes(Ether(src="02:00:00:00:00:77", dst=dst, type=0x88B5)
+                 / (b"MARK-" + dst.replace(":", "").encode() + b"-" * 40)))
+"""
+
+
+def _seen(ns: str, ifname: str, send: list[str]) -> set[str]:
+    """Markers a sniffer on ``ifname`` in ``ns`` saw while ``send`` ran."""
+    sniff = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SNIFF, ifname,
+                              "8"], stdout=subprocess.PIPE, text=True)
+    assert sniff.stdout.readline().strip() == "ready"
+    sh(*send, timeout=60)
+    out = sniff.stdout.readline().strip()
+    sniff.wait(30)
+    return set(out.split(",")) - {""}
+
+
+def sent_and_seen(card, ifname: str, mac: str, ip: str, names: list[str]) -> set[str]:
+    """Send ``names`` frames from the guest's ``ifname`` (raw), return the ones the station
+    received."""
+    return _seen(EXT, f"cnv{TAG}", ["ip", "netns", "exec", GUEST, sys.executable, "-c", SEND,
+                                    ifname, mac, ip, EXT_IP, *names])
+
+
+def station_to_guest(ifname: str, dsts: list[str]) -> set[str]:
+    """Send a frame to each MAC of ``dsts`` from the station; the ones the guest's ``ifname``
+    received (as hex MACs)."""
+    return _seen(GUEST, ifname, ["ip", "netns", "exec", EXT, sys.executable, "-c", SEND_TO,
+                                 f"cnv{TAG}", *dsts])
+
+
+def test_a_second_mac_gets_an_intermediate_vnic_to_the_guests_ring(card):
+    mac, second, refused = "02:aa:00:00:00:44", "02:aa:00:00:04:01", "02:aa:00:00:04:02"
+    card.ok("create-vf", "4", "--owner", "vm4", "--over", "port0", "--mac", mac,
+            "--allow-op", "add-mac", "--allow-mac", second)
+    guest = Guest(card, 4, "eth4", "10.7.0.44")
+    hexed = second.replace(":", "")
+    try:
+        assert station_to_guest("eth4", [second]) == set()         # not the guest's yet
+        sh("ip", "netns", "exec", GUEST, "bridge", "fdb", "add", second, "dev", "eth4", "self")
+        rows = wait_until(lambda: [r for r in json.loads(card.ok("show-vnic", "--json"))
+                                   if r["name"] == "vf4.1"], what="the intermediate VNIC")
+        own = json.loads(card.ok("show-vnic", "vf4", "--json"))[0]
+        assert rows[0]["mac"] == second and rows[0]["rx_ring"] == own["rx_ring"]
+        assert rows[0]["vnic_id"] != own["vnic_id"]
+        assert station_to_guest("eth4", [second]) == {hexed}    # straight to its ring
+        assert guest.state()["macs"] == [second]
+        # One it may not have: refused, taken off the interface again, audited.
+        sh("ip", "netns", "exec", GUEST, "bridge", "fdb", "add", refused, "dev", "eth4", "self")
+        wait_until(lambda: refused not in sh("ip", "netns", "exec", GUEST, "bridge", "fdb",
+                                             "show", "dev", "eth4").stdout,
+                   what="the refused MAC taken off")
+        assert [(a["op"], a["verdict"], a["args"]) for a in audit(card, 4)] == [
+            ("add-mac", "applied", second), ("add-mac", "denied", refused)]
+        # Removing the address removes the VNIC and its classifier entry.
+        sh("ip", "netns", "exec", GUEST, "bridge", "fdb", "del", second, "dev", "eth4", "self")
+        wait_until(lambda: not any(r["name"] == "vf4.1" for r in
+                                   json.loads(card.ok("show-vnic", "--json"))),
+                   what="the intermediate VNIC removed")
+        assert station_to_guest("eth4", [second]) == set()
+        assert audit(card, 4)[-1]["op"] == "del-mac"
+    finally:
+        guest.stop()
+    card.ok("delete-vf", "4")
+
+
+def test_spoofed_frames_from_a_guest_are_dropped_by_the_card(card):
+    mac, ip = "02:aa:00:00:00:33", "10.7.0.33"
+    card.ok("create-vf", "3", "--owner", "vm3", "--over", "port0", "--mac", mac,
+            "--allow-ip", ip)
+    v = vf_view(card, 3)
+    assert (v["spoofchk"], v["ips"], v["spoofed"]) == ("on", [ip], 0)
+    guest = Guest(card, 3, "eth3", ip)
+    try:
+        names = ["GOOD", "BADMAC", "BADIP", "BADVLAN"]
+        assert sent_and_seen(card, "eth3", mac, ip, names) == {"GOOD"}
+        assert vf_view(card, 3)["spoofed"] == 3
+        # With the check off the card lets them through (and counts nothing).
+        card.ok("set-vf", "3", "--spoofchk", "off")
+        assert sent_and_seen(card, "eth3", mac, ip, ["BADMAC", "BADIP"]) == {"BADMAC", "BADIP"}
+        assert vf_view(card, 3)["spoofed"] == 3
+        card.ok("set-vf", "3", "--spoofchk", "on")
+        assert sent_and_seen(card, "eth3", mac, ip, ["BADMAC", "GOOD"]) == {"GOOD"}
+        assert vf_view(card, 3)["spoofed"] == 4
+    finally:
+        guest.stop()
+    card.ok("delete-vf", "3")
 
 
 def raw_vf(card, n: int) -> tuple[SimDevice, Registers]:
