@@ -98,10 +98,9 @@ def components() -> dict:
     from crossnic.gateware.crypto.offload import OffloadEngine
     from crossnic.gateware.crypto.sha256 import Sha256
     from crossnic.gateware.crypto.x25519 import X25519
-    from crossnic.gateware.nic_core import NicCore
-    from crossnic.gateware.rx_dma import RxDmaEngine
     from crossnic.gateware.dma_guard import DmaGuard
-    from crossnic.gateware.nic_core import FULL_OPTIONS
+    from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
+    from crossnic.gateware.rx_dma import RxDmaEngine
     from crossnic.gateware.tx_dma import TxDmaEngine
     from crossnic.gateware.tx_spoof_check import TxSpoofCheck
     from crossnic.gateware.vf_control import VfControl
