@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
 
 from . import netns
-from .device import DmaBuffer
+from .device import BusError, DeviceError, DmaBuffer
 from .driver import DriverError, tag, untag
 from .registers import Registers
 from .rings import RxRing, TxRing
@@ -118,7 +118,11 @@ class VfGuest:
         self.dev = dev
         self.window = NicCore(**FULL_OPTIONS).vf_window()
         self.regs = Registers(self.window, dev.read32, dev.write32)
-        if not self.regs.read_field("port.info", "enabled"):
+        try:
+            enabled = self.regs.read_field("port.info", "enabled")
+        except BusError:                    # a disabled VF's window answers nothing
+            enabled = 0
+        if not enabled:
             raise DriverError(f"VF {dev.vf} is not enabled by its PF")
         self.mailbox = VfMailbox(self.regs)
         self.config = VfConfig.of(self._ok(self.mailbox.request(VfOp.GET_CONFIG)))
@@ -308,9 +312,14 @@ def _run(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
         dev = SimDevice(args.card[4:], vf=args.vf)
-        guest = VfGuest(dev, args.ifname)
-    except (DriverError, MailboxError, netns.NetError, OSError) as e:
+    except DeviceError as e:
         print(f"crossnic vf: {e}", file=sys.stderr)
+        return 1
+    try:
+        guest = VfGuest(dev, args.ifname)
+    except (DriverError, DeviceError, MailboxError, netns.NetError, OSError) as e:
+        print(f"crossnic vf: {e}", file=sys.stderr)
+        dev.close()
         return 1
     try:
         for addr in args.ip or ():
@@ -330,9 +339,17 @@ def _run(args) -> int:
                 os.replace(args.status + ".tmp", args.status)
     except KeyboardInterrupt:
         pass
-    finally:
-        guest.close()
+    except DeviceError as e:
+        # The PF took the VF away (its window now refuses us) or the card is gone.
+        print(f"crossnic vf: VF {args.vf} is gone: {e}", file=sys.stderr)
+        guest.tap.close()
         dev.close()
+        return 3
+    try:
+        guest.close()
+    except DeviceError:
+        pass
+    dev.close()
     return 0
 
 

@@ -389,3 +389,30 @@ def test_pf_controls_are_checked(card):
     r = card.cli("create-vf", "x", "--owner", "y")
     assert r.returncode == 2                                  # argparse: not a number
 
+
+
+def test_a_guest_whose_vf_is_taken_away_stops_cleanly(card):
+    r = sh("ip", "netns", "exec", GUEST, sys.executable, "-m", "crossnic", "vf", "--card",
+           f"sim:{card.card_sock}", "--vf", "6", "--ifname", "eth6", check=False, timeout=120)
+    assert r.returncode == 1 and "not enabled" in r.stderr, r.stderr
+    card.ok("create-vf", "5", "--owner", "vm5", "--over", "port0")
+    guest = Guest(card, 5, "eth5", "10.7.0.55")
+    card.ok("delete-vf", "5")
+    assert guest.proc.wait(60) == 3
+    guest.log.close()
+    assert "VF 5 is gone" in Path(guest.log.name).read_text()
+    assert "eth5" not in sh("ip", "-n", GUEST, "link").stdout
+
+
+def test_vfs_survive_a_daemon_restart(card):
+    card.ok("create-vf", "6", "--owner", "vm6", "--over", "port0", "--mac", "02:aa:00:00:00:66",
+            "--allow-op", "mtu,vlan", "--allow-vlan", "3", "--allow-ip", "10.7.0.66",
+            "--trust", "on", "--max-tx-rate", "20M")
+    before = vf_view(card, 6)
+    card.stop_daemon()
+    card.start_daemon()
+    after = vf_view(card, 6)
+    keys = ("owner", "mac", "vlan", "spoofchk", "trust", "ips", "max_tx_rate", "allow", "rings")
+    assert {k: after[k] for k in keys} == {k: before[k] for k in keys}
+    card.ok("delete-vf", "6")
+    assert json.loads(card.ok("show-vf", "--json")) == []
