@@ -13,7 +13,7 @@ A refused request never reaches the bus: a read is answered with ``len + 1`` bea
 among the responses to the engine's other requests (AXI returns one ID's responses in order, and
 the engines count on it). The engines already treat an error response as a failed descriptor
 fetch or an aborted frame, so the guest sees a dropped frame; the card counts the refusal
-against the VF (``denied``).
+against the VF (``denied_r``/``denied_w``).
 
 Each address channel takes one request at a time through three registered steps (owner, check,
 send), so a request waits three clocks more than without the guard and the compares never share a
@@ -60,7 +60,8 @@ class DmaGuard(wiring.Component):
     i : In(AxiSignature(addr_width, data_width, id_width, ring_bits)), from the engine
     o : Out(AxiSignature(addr_width, data_width, id_width)), to the bus
     grants : In(ArrayLayout(VfGrant, vfs)), what the PF granted each VF
-    denied : Out(vfs), a pulse per refused request, by VF
+    denied_r, denied_w : Out(vfs), a pulse per refused read / write request, by VF (two
+        outputs, since both channels may refuse one VF's requests on the same clock)
     """
 
     def __init__(self, *, vfs: int, ring_bits: int, addr_width: int = 64, data_width: int = 64,
@@ -73,7 +74,8 @@ class DmaGuard(wiring.Component):
             "i": In(AxiSignature(addr_width, data_width, id_width, ring_bits)),
             "o": Out(AxiSignature(addr_width, data_width, id_width)),
             "grants": In(data.ArrayLayout(VfGrant, vfs)),
-            "denied": Out(vfs),
+            "denied_r": Out(vfs),
+            "denied_w": Out(vfs),
         })
 
     def _inside(self, m: Module, owner: Value, first: Value, last: Value) -> Value:
@@ -135,9 +137,7 @@ class DmaGuard(wiring.Component):
         # --- reads: R beats of passed requests, or error beats, in request order ----------
         m.submodules.r_order = r_order = SyncFIFOBuffered(width=order.size, depth=self._depth)
         ar_push = Signal()
-        ar_denied, aw_denied = Signal(self._vfs), Signal(self._vfs)
-        m.d.comb += self.denied.eq(ar_denied | aw_denied)
-        ok, length, rid = self._address(m, "ar", ar_push, r_order.w_rdy, ar_denied)
+        ok, length, rid = self._address(m, "ar", ar_push, r_order.w_rdy, self.denied_r)
         m.d.comb += [r_order.w_data.eq(Cat(ok, length, rid)), r_order.w_en.eq(ar_push)]
         head = data.View(order, r_order.r_data)
         beat = Signal(8)
@@ -158,7 +158,7 @@ class DmaGuard(wiring.Component):
         m.submodules.b_order = b_order = SyncFIFOBuffered(width=order.size, depth=self._depth)
         aw_push = Signal()
         ok, length, bid = self._address(m, "aw", aw_push, w_route.w_rdy & b_order.w_rdy,
-                                        aw_denied)
+                                        self.denied_w)
         m.d.comb += [w_route.w_data.eq(ok), w_route.w_en.eq(aw_push),
                      b_order.w_data.eq(Cat(ok, length, bid)), b_order.w_en.eq(aw_push)]
         swallowed = Signal(range(self._depth + 1))     # refused bursts whose data is gone

@@ -325,12 +325,13 @@ class NicCore(wiring.Component):
         if self.vf_control is not None:
             csr_ports_vf = [vfc.pf, vfc.port]
             m.d.comb += [self.mbox_irq.eq(vfc.mbox_irq), self.vf_irq.eq(vfc.vf_irq)]
-            for name, engine, denied in (("rx", rx_dma, vfc.rx_denied),
-                                         ("tx", tx_dma, vfc.tx_denied)):
+            for k, (name, engine) in enumerate((("rx", rx_dma), ("tx", tx_dma))):
                 guard = DmaGuard(vfs=self._vfs, ring_bits=len(engine.axi.aruser))
                 m.submodules[f"{name}_guard"] = guard
                 wiring.connect(m, engine.axi, guard.i)
-                m.d.comb += [guard.grants.eq(vfc.grants), denied.eq(guard.denied)]
+                m.d.comb += [guard.grants.eq(vfc.grants),
+                             vfc.dma_denied[2 * k].eq(guard.denied_r),
+                             vfc.dma_denied[2 * k + 1].eq(guard.denied_w)]
                 managers.append(guard.o)
         else:
             csr_ports_vf = []

@@ -8,7 +8,7 @@ Between the transmit DMA engine and the switch. For a frame from a ring of an en
 * **MAC**: the source MAC (and an ARP packet's sender hardware address) is one of the VF's two
   MACs (``mac0``, ``mac1``; the driver keeps them equal to its MAC-table entries);
 * **VLAN**: with a port VLAN the frame carries exactly that 802.1Q tag; without one it is
-  untagged (no hopping into another VLAN);
+  untagged (no hopping into another VLAN); a second tag or an 802.1ad S-tag is never allowed;
 * **IPv4**: an IPv4 packet's source (and an ARP packet's sender protocol address) is one of the
   VF's two addresses (0 is no address).
 
@@ -33,6 +33,9 @@ from .tx_dma import TxFrameInfo
 from .vf_control import owner_of
 
 __all__ = ["TxSpoofCheck"]
+
+#: IEEE 802.1ad service tag (an outer, "QinQ" tag).
+TPID_8021AD = 0x88A8
 
 _HEADER = 36            # bytes captured: enough for a tagged ARP packet's sender addresses
 
@@ -73,7 +76,9 @@ class TxSpoofCheck(wiring.Component):
         m.submodules.frames = frames = SyncFIFOBuffered(width=beat.size, depth=self._depth)
         m.submodules.infos = infos = SyncFIFOBuffered(width=Shape.cast(TxFrameInfo).width,
                                                       depth=4)
-        m.submodules.verdicts = verdicts = SyncFIFOBuffered(width=1, depth=4)
+        # One verdict per frame whose last beat is still in `frames`: as deep as `frames`, so
+        # short frames queued behind a long one can never lose theirs.
+        m.submodules.verdicts = verdicts = SyncFIFOBuffered(width=1, depth=self._depth)
 
         # --- in: a frame's first beat comes with its info --------------------------------
         take = Signal()
@@ -140,6 +145,10 @@ class TxSpoofCheck(wiring.Component):
             sel = sel | Mux(owner[v], self.spoof[v].as_value(), 0)
         m.d.comb += cfg.eq(sel)
         tagged = _be(h, 12, 2) == TPID_8021Q
+        # An S-tag, or a second tag inside the first, is never a VF's to send (it would hide the
+        # inner headers from the checks below).
+        stacked = (_be(h, 12, 2) == TPID_8021AD) | \
+            (tagged & ((_be(h, 16, 2) == TPID_8021Q) | (_be(h, 16, 2) == TPID_8021AD)))
         off = Mux(tagged, 4, 0)
         etype = Mux(tagged, _be(h, 16, 2), _be(h, 12, 2))
         is_v4, is_arp = etype == ETHERTYPE_IPV4, etype == ETHERTYPE_ARP
@@ -154,15 +163,17 @@ class TxSpoofCheck(wiring.Component):
 
         mac_bad, vlan_bad, ip_bad, short = (Signal(name=n) for n in
                                             ("mac_bad", "vlan_bad", "ip_bad", "short"))
+        short_checked = Signal()
         pf = Signal()
         with m.If(s1):
             m.d.sync += [
                 pf.eq(owner == 0),
                 short.eq(h_len < 14 + off),
+                short_checked.eq(cfg.check_mac | cfg.check_vlan),
                 mac_bad.eq(cfg.check_mac & (~one_of(src_mac, cfg.macs) |
                                             (is_arp & ~one_of(arp_mac, cfg.macs)))),
-                vlan_bad.eq(cfg.check_vlan & Mux(cfg.vlan == 0, tagged,
-                                                 ~tagged | (_be(h, 14, 2)[:12] != cfg.vlan))),
+                vlan_bad.eq(cfg.check_vlan & (stacked | Mux(
+                    cfg.vlan == 0, tagged, ~tagged | (_be(h, 14, 2)[:12] != cfg.vlan)))),
                 ip_bad.eq(cfg.check_ip & (is_v4 | is_arp) &
                           ((h_len < need_ip) | ~one_of(Mux(is_arp, arp_ip, ip_src), cfg.ips))),
             ]
@@ -171,8 +182,7 @@ class TxSpoofCheck(wiring.Component):
 
         # --- step 3: the verdict ---------------------------------------------------------------
         bad = Signal()
-        m.d.comb += bad.eq(~pf & (mac_bad | vlan_bad | ip_bad |
-                                  (short & (cfg.check_mac | cfg.check_vlan))))
+        m.d.comb += bad.eq(~pf & (mac_bad | vlan_bad | ip_bad | (short & short_checked)))
         m.d.comb += [verdicts.w_data.eq(bad), verdicts.w_en.eq(s2)]
         with m.If(s2 & bad):
             m.d.comb += self.spoofed.eq(spoofed_by)

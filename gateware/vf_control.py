@@ -32,6 +32,8 @@ from .regmap import Access, Block, Field, Register
 
 __all__ = ["VfControl", "MBOX_WORDS", "VF_STRIDE", "owner_of"]
 
+#: Refusal pulses a VF's DMA count can take in one clock: read and write of each guard.
+DMA_DENIAL_SOURCES = 4
 #: Words of a mailbox message, each direction.
 MBOX_WORDS = 8
 VF_STRIDE = 64
@@ -47,11 +49,15 @@ PORT_REQUEST, PORT_REPLY = 8, 16
 
 
 def owner_of(grants, ring: Value) -> Value:
-    """One-hot: the enabled VF of ``grants`` whose ring range holds ``ring`` (0: the PF's)."""
+    """One-hot: the VF of ``grants`` whose ring range holds ``ring`` (0: the PF's).
+
+    Enabled or not: ``enable`` opens the VF's window, the ring range alone makes the rings the
+    VF's for the DMA guards and the anti-spoofing check, so a PF taking a VF away closes its
+    window first and drains its rings while they are still held to the VF's grants."""
     bits = []
     for g in grants:
         offset = (ring - g.ring_base)[:len(g.ring_base) + 1]
-        bits.append(g.enable & (ring >= g.ring_base) & (offset < g.ring_count))
+        bits.append((ring >= g.ring_base) & (offset < g.ring_count))
     return Cat(*bits)
 
 
@@ -65,7 +71,8 @@ class VfControl(wiring.Component):
     grants : Out(ArrayLayout(VfGrant, vfs))
     spoof : Out(ArrayLayout(VfSpoof, vfs)), what the VFs' transmitted frames must carry
     reg_denied : In(vfs), a VF window access refused (one-hot pulse)
-    rx_denied, tx_denied : In(vfs), a VF's DMA request refused by the receive / transmit guard
+    dma_denied : In(ArrayLayout(vfs, DMA_DENIAL_SOURCES)), a VF's DMA request refused (one-hot
+        pulses from each channel of each guard; they add up)
     spoofed : In(vfs), a VF's frame dropped by the transmit anti-spoofing check
     mbox_irq : Out(1), some VF's request waits for the PF
     vf_irq : Out(vfs), the PF's reply waits for the VF (unless the VF masked it)
@@ -83,8 +90,7 @@ class VfControl(wiring.Component):
             "grants": Out(data.ArrayLayout(VfGrant, vfs)),
             "spoof": Out(data.ArrayLayout(VfSpoof, vfs)),
             "reg_denied": In(vfs),
-            "rx_denied": In(vfs),
-            "tx_denied": In(vfs),
+            "dma_denied": In(data.ArrayLayout(vfs, DMA_DENIAL_SOURCES)),
             "spoofed": In(vfs),
             "mbox_irq": Out(1),
             "vf_irq": Out(vfs),
@@ -93,8 +99,9 @@ class VfControl(wiring.Component):
     def pf_block(self, name: str = "vf") -> Block:
         rw, ro, wc = Access.RW, Access.RO, Access.WC
         regs = [Register("ctrl", CTRL, "the VF's rings.", (
-            Field("enable", 0, 1, rw, "the VF exists: its window answers, its rings are its "
-                  "own; writing 0 also clears its mailbox state"),
+            Field("enable", 0, 1, rw, "the VF's window answers; writing 0 also clears its "
+                  "mailbox state (its rings stay held to its DMA windows and spoof settings "
+                  "whatever this bit says: ring_count 0 gives them back to the PF)"),
             Field("ring_base", 8, 8, rw, "its ring 0 is this receive and transmit ring"),
             Field("ring_count", 16, 4, rw, f"rings it owns (0..{MAX_VF_RINGS}; more is stored "
                   f"as {MAX_VF_RINGS})")))]
@@ -325,12 +332,13 @@ class VfControl(wiring.Component):
 
         # --- refusal counters (a write clears; the count of that clock is lost with it) -----
         for v in range(vfs):
-            events = (overrun[v], self.reg_denied[v], self.rx_denied[v] + self.tx_denied[v],
-                      self.spoofed[v])
+            dma = sum(self.dma_denied[k][v] for k in range(DMA_DENIAL_SOURCES))
+            events = (overrun[v], self.reg_denied[v], dma, self.spoofed[v])
             for n, event in enumerate(events):
                 count = counters[v][n]
                 with m.If(cleared[v][n]):
                     m.d.sync += count.eq(0)
-                with m.Elif(count != 0xFFFF_FFFF):
-                    m.d.sync += count.eq(count + event)
+                with m.Else():          # saturating
+                    total = count + event
+                    m.d.sync += count.eq(Mux(total > 0xFFFF_FFFF, 0xFFFF_FFFF, total))
         return m

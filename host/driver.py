@@ -148,6 +148,12 @@ class Driver:
         self._vector_callbacks: dict[int, object] = {}
         #: called with (completion, frame, port, vlan) for each flooded frame (VF relays)
         self.flood_hooks: list = []
+        # VF windows a driver before us left open are shut before the rings are reset, so no
+        # guest re-arms a ring between its reset and its VF's; the rings stay held meanwhile.
+        for n in range(self.regs.read_field("nic.features", "vfs")):
+            ctrl = self.regs.read(f"vf[{n}].ctrl")
+            if ctrl & 1:
+                self.regs.write(f"vf[{n}].ctrl", ctrl & ~1)
         self._reset()
         self.flood, _ = self._rx_ring(FLOOD_RING)
         self._start_rx(self.flood)

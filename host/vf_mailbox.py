@@ -105,7 +105,7 @@ class VfReply:
 
 
 class MailboxError(RuntimeError):
-    """The PF did not answer, or answered another request."""
+    """The PF did not take or answer a request in time."""
 
 
 class VfMailbox:
@@ -118,6 +118,9 @@ class VfMailbox:
         self._seq = 0
 
     def request(self, op: VfOp, *args: int) -> VfReply:
+        """Send ``op`` and wait for its reply. A late reply to an earlier request (one that
+        timed out) is acknowledged and passed over, so one slow answer never leaves the
+        mailbox a reply behind."""
         self._seq = (self._seq + 1) & 0xFF
         req = VfRequest(op, self._seq, tuple(args))
         deadline = time.monotonic() + self.timeout
@@ -125,16 +128,18 @@ class VfMailbox:
             if time.monotonic() > deadline:
                 raise MailboxError("the PF has not taken the previous request")
             time.sleep(0.001)
+        if self.regs.read_field("port.mbox", "reply"):     # a stale reply: not ours
+            self.regs.write("port.mbox", 2)
         for k, w in enumerate(req.encode()):
             self.regs.write(f"port.request{k}", w)
         self.regs.write("port.mbox", 1)
-        while not self.regs.read_field("port.mbox", "reply"):
-            if time.monotonic() > deadline:
-                raise MailboxError(f"no reply to {op.name} in {self.timeout} s")
-            time.sleep(0.001)
-        reply = VfReply.decode([self.regs.read(f"port.reply{k}") for k in range(MBOX_WORDS)])
-        self.regs.write("port.mbox", 2)
-        if (reply.op, reply.seq) != (int(op), req.seq):
-            raise MailboxError(f"reply to op {reply.op} seq {reply.seq}, expected "
-                               f"{op.name} seq {req.seq}")
-        return reply
+        while True:
+            while not self.regs.read_field("port.mbox", "reply"):
+                if time.monotonic() > deadline:
+                    raise MailboxError(f"no reply to {op.name} in {self.timeout} s")
+                time.sleep(0.001)
+            reply = VfReply.decode([self.regs.read(f"port.reply{k}")
+                                    for k in range(MBOX_WORDS)])
+            self.regs.write("port.mbox", 2)
+            if (reply.op, reply.seq) == (int(op), req.seq):
+                return reply

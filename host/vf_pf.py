@@ -80,7 +80,7 @@ class VfManager:
             for s in self.vfs:
                 for k in range(RINGS_PER_VF):
                     driver.reserve_ring(s.ring_base + k)
-                self.regs.write(f"vf[{s.n}].ctrl", 0)
+                self._closed(s)
         self.wake = threading.Event()
         self.relayed = dict.fromkeys(["frames", "dropped"], 0)
         self.relay = None
@@ -89,6 +89,21 @@ class VfManager:
             self.relay, self._relay_buffers = driver.tx_ring_for(RELAY_RING)
             driver.write_regs(self.relay.setup(port=0, vnic=0xFF))
             driver.flood_hooks.append(self._relay)
+
+    def _held(self, s: VfState, enable: bool = False) -> int:
+        """``vf[n].ctrl``: the VF's rings, always held to its grants; its window open or not."""
+        return int(enable) | s.ring_base << 8 | RINGS_PER_VF << 16
+
+    def _closed(self, s: VfState) -> None:
+        """The VF's window closed, its rings held to no memory and no address at all (so
+        whatever is left on them can neither reach host memory nor leave the card)."""
+        n = s.n
+        self.driver.write_regs([
+            (f"vf[{n}].ctrl", self._held(s)),
+            *[(f"vf[{n}].dma{w}_{k}.{part}", 0) for w in range(2) for k in ("base", "limit")
+              for part in ("lo", "hi")],
+            (f"vf[{n}].spoof", 0b011), (f"vf[{n}].mac0.lo", 0), (f"vf[{n}].mac0.hi", 0),
+            (f"vf[{n}].mac1.lo", 0), (f"vf[{n}].mac1.hi", 0)])
 
     def _vf(self, n: int) -> VfState:
         if not 0 <= n < self.count:
@@ -110,51 +125,53 @@ class VfManager:
                 raise DriverError(f"the card has ports 0..{d.ports - 1}, not {port}")
             pages = -(-memory // PAGE)
             buf = d.alloc_dma(pages * PAGE, PAGE)
+            d.dev.mem_write(buf.addr, bytes(pages * PAGE))     # nothing of its last user's
+            s.memory, s.port, s.vlan, s.vns_id = buf, port, vlan, vns_id
             try:
-                index = d.take_vnic()
-            except DriverError:
-                d.dev.free(buf)
+                s.vnic = d.take_vnic()
+                self._add_mac(s, mac, vnic=s.vnic)
+                s.mac = mac
+                d.reset_rings(range(s.ring_base, s.ring_base + RINGS_PER_VF))
+                self._program(s)
+                self._program_spoof(s)
+                base, limit = buf.addr, buf.addr + pages * PAGE
+                d.write_regs([(f"vf[{n}].dma0_base.lo", base & 0xFFFF_FFFF),
+                              (f"vf[{n}].dma0_base.hi", base >> 32),
+                              (f"vf[{n}].dma0_limit.lo", limit & 0xFFFF_FFFF),
+                              (f"vf[{n}].dma0_limit.hi", limit >> 32),
+                              (f"vf[{n}].ctrl", self._held(s, enable=True))])
+            except Exception:
+                self._undo(s)
                 raise
-            s.memory, s.vnic, s.port, s.vlan, s.vns_id = buf, index, port, vlan, vns_id
-            try:
-                self._add_mac(s, mac, vnic=index)
-            except DriverError:
-                d.dev.free(buf)
-                d.give_vnic(index)
-                s.memory = s.vnic = None
-                raise
-            s.mac = mac
-            d.reset_rings(range(s.ring_base, s.ring_base + RINGS_PER_VF))
-            self._program(s)
-            self._program_spoof(s)
-            base, limit = buf.addr, buf.addr + pages * PAGE
-            d.write_regs([(f"vf[{n}].dma0_base.lo", base & 0xFFFF_FFFF),
-                          (f"vf[{n}].dma0_base.hi", base >> 32),
-                          (f"vf[{n}].dma0_limit.lo", limit & 0xFFFF_FFFF),
-                          (f"vf[{n}].dma0_limit.hi", limit >> 32),
-                          (f"vf[{n}].dma1_base.lo", 0), (f"vf[{n}].dma1_base.hi", 0),
-                          (f"vf[{n}].dma1_limit.lo", 0), (f"vf[{n}].dma1_limit.hi", 0),
-                          (f"vf[{n}].ctrl", 1 | s.ring_base << 8 | RINGS_PER_VF << 16)])
             s.enabled = True
             return s
 
+    def _undo(self, s: VfState) -> None:
+        """Everything a VF was given, back: window closed, rings drained while still held,
+        addresses and VNICs off the card, memory returned; the VF's state starts over."""
+        d = self.driver
+        self._closed(s)
+        try:
+            d.reset_rings(range(s.ring_base, s.ring_base + RINGS_PER_VF))
+        finally:
+            for mac in list(s.mac_slots):
+                self._del_mac(s, mac)
+            if s.vnic is not None:
+                d.write_regs(vnic_writes(s.vnic, VnicSettings()))
+                d.give_vnic(s.vnic)
+            if s.memory is not None:
+                d.dev.free(s.memory)
+            self.vfs[s.n] = VfState(s.n, s.ring_base)
+
     def disable(self, n: int) -> None:
-        """Take VF ``n`` away: its window closes, its rings stop (no DMA into memory it no
-        longer owns), its addresses leave the classifier, its memory returns to the PF."""
+        """Take VF ``n`` away: its window closes, its rings stop while still held to its grants
+        (no DMA into memory it no longer owns, nothing sent past the spoof check), its addresses
+        leave the classifier, its memory returns to the PF and its state starts over."""
         d = self.driver
         s = self._vf(n)
         with d.lock:
-            if not s.enabled:
-                return
-            self.regs.write(f"vf[{n}].ctrl", 0)
-            d.reset_rings(range(s.ring_base, s.ring_base + RINGS_PER_VF))
-            for mac in list(s.mac_slots):
-                self._del_mac(s, mac)
-            d.write_regs([(f"vf[{n}].spoof", 0)])
-            d.write_regs(vnic_writes(s.vnic, VnicSettings()))
-            d.give_vnic(s.vnic)
-            d.dev.free(s.memory)
-            s.enabled, s.memory, s.vnic, s.rxmode = False, None, None, 0
+            if s.enabled:
+                self._undo(s)
 
     def _program(self, s: VfState) -> None:
         """The VF's VNIC entry and its transmit rings' PF-owned settings."""
@@ -240,7 +257,8 @@ class VfManager:
         with self.driver.lock:
             if mac == s.mac:
                 return
-            if mac in s.extra_vnics:              # a second MAC becomes the primary
+            was_second = mac in s.extra_vnics     # a second MAC becomes the primary
+            if was_second:
                 self._del_mac(s, mac)
             old = s.mac
             self._del_mac(s, old)
@@ -248,6 +266,9 @@ class VfManager:
                 self._add_mac(s, mac, vnic=s.vnic)
             except DriverError:
                 self._add_mac(s, old, vnic=s.vnic)
+                if was_second:
+                    self._add_mac(s, mac)
+                self._program_spoof(s)
                 raise
             s.mac = mac
             self._program_spoof(s)

@@ -11,7 +11,8 @@ from crossnic.gateware.dma_guard import RESP_SLVERR, DmaGuard
 PAGE = 4096
 VFS = 4
 # VF 1 owns rings 8..11 with pages [0x10, 0x14) and [0x40, 0x41); VF 2 (rings 12..13) is
-# disabled, so those rings are the PF's; VF 0 owns rings 4..5 and no memory at all.
+# disabled but its rings stay held to its (empty) windows; VF 0 owns rings 4..5 and no memory
+# at all; VF 3 owns no rings, so ring 16 is the PF's.
 GRANTS = [
     dict(enable=1, ring_base=4, ring_count=2, windows=[(0, 0), (5, 5)]),
     dict(enable=1, ring_base=8, ring_count=4, windows=[(0x10, 0x14), (0x40, 0x41)]),
@@ -22,7 +23,7 @@ GRANTS = [
 
 def allowed(ring: int, addr: int, nbytes: int) -> bool:
     for g in GRANTS:
-        if g["enable"] and g["ring_base"] <= ring < g["ring_base"] + g["ring_count"]:
+        if g["ring_base"] <= ring < g["ring_base"] + g["ring_count"]:
             end = addr + nbytes - 1
             return end < 1 << 64 and any(b * PAGE <= addr and end < lim * PAGE
                                          for b, lim in g["windows"])
@@ -31,7 +32,7 @@ def allowed(ring: int, addr: int, nbytes: int) -> bool:
 
 def owner(ring: int) -> int | None:
     for v, g in enumerate(GRANTS):
-        if g["enable"] and g["ring_base"] <= ring < g["ring_base"] + g["ring_count"]:
+        if g["ring_base"] <= ring < g["ring_base"] + g["ring_count"]:
             return v
     return None
 
@@ -56,9 +57,9 @@ def run(requests, *, seed=1, stall=0.3):
             for k, (b, lim) in enumerate(g["windows"]):
                 ctx.set(gr.windows[k].base, b)
                 ctx.set(gr.windows[k].limit, lim)
-        async for _, _, pulses in ctx.tick().sample(dut.denied):
+        async for _, _, r, w in ctx.tick().sample(dut.denied_r, dut.denied_w):
             for v in range(VFS):
-                denied[v] += pulses >> v & 1
+                denied[v] += (r >> v & 1) + (w >> v & 1)
 
     async def issue(ctx, p, items):
         await ctx.tick().repeat(3)
@@ -168,7 +169,7 @@ def test_vf_dma_is_confined_to_its_windows():
         ("w", 10, 0x0FFF8, 2),            # starts before the base
         ("w", 11, 0x40800, 1),            # inside window 1
         ("w", 4, 0x5000, 1),              # VF 0: empty windows
-        ("w", 12, 0x700000, 1),           # disabled VF's ring: the PF's
+        ("w", 12, 0x700000, 1),           # a disabled VF's ring: still held to its windows
         ("w", 8, (1 << 64) - 8, 2),       # wraps past 2**64
         ("w", 16, 0x1000, 1),             # a ring of a VF with no rings: the PF's
     ]

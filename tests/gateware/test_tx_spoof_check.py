@@ -55,6 +55,12 @@ CASES = [  # (ring, frame, dropped)
     (VF_RING, udp()[:14], True),                              # too short to show its tag
     (VF_RING + 1, udp(ip=OTHER_IP)[:28], True),               # its IPv4 source cut off
     (OPEN_RING, udp(src=C, ip=OTHER_IP, vid=3), False),       # a VF with the checks off
+    # a tag inside its tag (the inner headers would escape the checks), an S-tag
+    (VF_RING, bytes(tagged(tagged(Ether(src=A, dst="02:00:00:00:00:99") /
+                                  IP(src=OTHER_IP, dst="10.0.0.1") / UDP() / (b"x" * 40), 9))),
+     True),
+    (VF_RING, bytes(Ether(src=A, dst="02:00:00:00:00:99", type=0x88A8) /
+                    Dot1Q(vlan=7) / IP(src=MY_IP, dst="10.0.0.1") / UDP()), True),
 ]
 
 
@@ -130,3 +136,13 @@ def test_random_order_under_backpressure():
     assert [e != 0 for _, e in got] == [d for _, _, d in cases]
     assert [f for f, _ in got] == [f for _, f, _ in cases]
     assert pulses[1] == sum(d for _, _, d in cases)
+
+
+def test_short_frames_behind_a_long_one_keep_their_verdicts():
+    """A long frame draining slowly (a 1 Gb/s port) while short frames, legitimate and
+    spoofed, queue behind it: each frame carries its own verdict."""
+    legit, spoofed = (OPEN_RING, udp(src=C)[:14], False), (VF_RING, udp(src=C)[:14], True)
+    cases = [(VF_RING, udp() + bytes(1400), False), *[legit] * 5, *[spoofed, legit] * 4]
+    got, _, pulses = run(cases, stall=0.75)
+    assert [e != 0 for _, e in got] == [bad for _, _, bad in cases]
+    assert pulses == [0, 4]

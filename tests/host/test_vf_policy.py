@@ -92,3 +92,46 @@ def test_budget_refuses_a_flood_and_recovers():
     assert b.take(2, now=0.0)                                # another VF's budget is its own
     assert b.take(1, now=0.1) and not b.take(1, now=0.1)     # 10 a second
     assert all(b.take(1, now=10.0) for _ in range(5))
+
+
+class _Port:
+    """The VF window's mailbox registers, with a PF that answers each request it is sent
+    (and, once, a late answer to a request that had timed out)."""
+
+    def __init__(self, stale: bool):
+        self.words = {f"port.request{k}": 0 for k in range(8)}
+        self.words |= {f"port.reply{k}": 0 for k in range(8)}
+        self.send = self.reply = 0
+        if stale:      # the PF's late answer to an earlier request (op 5, seq 200)
+            self._answer(VfReply(5, 200, VfStatus.OK))
+
+    def _answer(self, reply: VfReply) -> None:
+        for k, w in enumerate(reply.encode()):
+            self.words[f"port.reply{k}"] = w
+        self.reply, self.send = 1, 0
+
+    def read_field(self, path, field):
+        assert path == "port.mbox"
+        return self.send if field == "send" else self.reply
+
+    def read(self, path):
+        return self.words[path]
+
+    def write(self, path, value):
+        if path != "port.mbox":
+            self.words[path] = value
+            return
+        if value & 2:
+            self.reply = 0
+        if value & 1:
+            req = VfRequest.decode([self.words[f"port.request{k}"] for k in range(8)])
+            self._answer(VfReply(req.op, req.seq, VfStatus.DENIED, (42,)))
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_guest_mailbox_skips_a_stale_reply(stale):
+    from crossnic.host.vf_mailbox import VfMailbox
+    mbox = VfMailbox(_Port(stale), timeout=1)
+    for _ in range(3):
+        r = mbox.request(VfOp.SET_MTU, 1400)
+        assert (r.op, r.status, r.results[0]) == (VfOp.SET_MTU, VfStatus.DENIED, 42)
