@@ -33,7 +33,6 @@ from .registers import Registers
 from .rings import RxRing, TxRing
 from .sim_protocol import vf_vector
 from .vf_mailbox import (
-    FLAG_LINK_UP,
     RXMODE_ALLMULTI,
     RXMODE_PROMISC,
     MailboxError,
@@ -284,10 +283,6 @@ class VfGuest:
             self.stats["tx_frames"] += len(frames)
             self.stats["tx_bytes"] += sum(len(f) for f in frames)
         return len(frames)
-
-    @property
-    def link_up(self) -> bool:
-        return bool(self.config.flags & FLAG_LINK_UP)
 
     def close(self) -> None:
         """Rings stopped (the card writes nothing more into the guest's memory), TAP gone."""
