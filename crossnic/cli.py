@@ -21,6 +21,12 @@ def _cmd_sim(args) -> int:
     from pathlib import Path
 
     from .sim.replay import ReplayError, main
+    if args.cable:
+        from .sim.serve import ServeError, cable_main
+        try:
+            return cable_main(args)
+        except ServeError as e:
+            raise CliError(str(e)) from None
     if args.serve:
         from .sim.serve import ServeError
         from .sim.serve import main as serve
@@ -164,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "udp:LOCAL:REMOTE (a port of another served card)")
     p.add_argument("--memory-mb", type=_positive, default=64, metavar="N",
                    help="with --serve: host memory the card can reach (default 64)")
+    p.add_argument("--cable", metavar="PORTn=STATE",
+                   help="to a served card (--socket): pull (down), plug back (up) or show "
+                        "the cable of a port, e.g. port0=down: its link drops on both ends")
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser(

@@ -24,6 +24,7 @@ Domains: ``sync`` (core, 125 MHz), ``eth{k}_rx`` / ``eth{k}_tx`` per port.
 
 from amaranth import *
 from amaranth.lib import wiring
+from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .axi import AxiSignature
@@ -53,7 +54,7 @@ __all__ = ["NicCore", "NicInfo", "NIC_ID", "FULL_OPTIONS"]
 
 #: ``nic.id``: the bytes "XNIC" (little-endian), so a driver knows what it found.
 NIC_ID = 0x43494E58
-NIC_VERSION = 4
+NIC_VERSION = 5
 #: ``nic.features`` bits.
 FEATURE_OFFLOAD = 1
 FEATURE_VFS = 2
@@ -72,14 +73,15 @@ class NicInfo(wiring.Component):
 
     ``errors`` takes the bridge's pulses (bit 0 SLVERR: misaligned or partial-strobe access;
     bit 1 DECERR: no register there), so the host can see bad accesses, not only the
-    initiator that made them."""
+    initiator that made them. ``link`` is each port's link status (synchronous), shown in
+    ``link`` so a driver can tell a pulled cable from a quiet wire."""
 
     read_latency = 2
 
     def __init__(self, *, ports: int, rings: int, vnics: int, features: int = 0):
         self._params = ports | rings << 8 | vnics << 20
         self._features = features
-        super().__init__({"csr": In(CsrSignature(3)), "errors": In(2)})
+        super().__init__({"csr": In(CsrSignature(4)), "errors": In(2), "link": In(ports)})
 
     @classmethod
     def block(cls, params: int, name: str = "nic", features: int = 0) -> Block:
@@ -105,6 +107,9 @@ class NicInfo(wiring.Component):
                       features & FEATURE_OFFLOAD),
                 Field("vfs", 8, 8, ro, "virtual functions (blocks `vf`, `vf_port`; their "
                       "windows above this map)", features >> 8 & 0xFF))),
+            Register("link", 8, "Link status of the Ethernet ports (the PHY's).", tuple(
+                Field(f"port{k}", k, 1, ro, f"port {k} has link") for k in
+                range(params & 0xFF))),
         ), cls.read_latency)
 
     def elaborate(self, platform):
@@ -117,7 +122,7 @@ class NicInfo(wiring.Component):
         with m.Switch(self.csr.addr):
             for addr, value in enumerate([C(NIC_ID, 32), C(NIC_VERSION, 32),
                                           C(self._params, 32), scratch, *refused, cycles,
-                                          C(self._features, 32)]):
+                                          C(self._features, 32), self.link]):
                 with m.Case(addr):
                     m.d.sync += word.eq(value)
             with m.Default():
@@ -160,6 +165,8 @@ class NicCore(wiring.Component):
         is in progress
     mbox_irq : Out(1), vf_irq : Out(vfs), with ``vfs``: a VF's mailbox request waits for the
         PF; the PF's reply waits for VF *n*
+    link : In(ports), each port's link status from its PHY (any domain: synchronised here);
+        shown to the PF in ``nic.link`` and to each VF in its ``port.info``
     """
 
     def __init__(self, *, ports: int = 2, rings: int = 64, vnics: int = 64,
@@ -177,7 +184,7 @@ class NicCore(wiring.Component):
         self.tx_switch = TxSwitch(ports, self.classifier.mac_table.signature
                                   .members["tx_result"].signature.members["payload"].shape)
         self.offload = OffloadEngine() if offload else None
-        self.vf_control = VfControl(vfs) if vfs else None
+        self.vf_control = VfControl(vfs, ports) if vfs else None
         self._vfs = vfs
         self._features = (FEATURE_OFFLOAD if offload else 0) | vfs << 8
         self._params = ports | rings << 8 | vnics << 20
@@ -189,6 +196,7 @@ class NicCore(wiring.Component):
         members["axi"] = Out(AxiSignature(64, 64, 3 if offload else 2))
         members["rx_irq"] = Out(rings)
         members["tx_irq"] = Out(rings)
+        members["link"] = In(ports)
         if offload:
             members["offload_irq"] = Out(1)
             members["offload_busy"] = Out(1)
@@ -238,6 +246,9 @@ class NicCore(wiring.Component):
         m.submodules.info = info = NicInfo(ports=n, rings=self._rings, vnics=self._vnics,
                                            features=self._features)
         csr_ports.append(info.csr)
+        link = Signal(n)
+        m.submodules.link_sync = FFSynchronizer(self.link, link)
+        m.d.comb += info.link.eq(link)
 
         # --- receive: ports and hairpin -> merger -> parser -> queue + classifier -> DMA --
         m.submodules.merger = merger = FrameMerger(n + 1, 4)
@@ -300,7 +311,7 @@ class NicCore(wiring.Component):
             wiring.connect(m, tx_dma.o, spoof.i)
             wiring.connect(m, tx_dma.o_info, spoof.i_info)
             m.d.comb += [spoof.grants.eq(vfc.grants), spoof.spoof.eq(vfc.spoof),
-                         vfc.spoofed.eq(spoof.spoofed)]
+                         vfc.spoofed.eq(spoof.spoofed), vfc.link.eq(link)]
             tx_frames, tx_info = spoof.o, spoof.o_info
         wiring.connect(m, tx_frames, switch.i)
         m.d.comb += [

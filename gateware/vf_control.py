@@ -76,14 +76,18 @@ class VfControl(wiring.Component):
     spoofed : In(vfs), a VF's frame dropped by the transmit anti-spoofing check
     mbox_irq : Out(1), some VF's request waits for the PF
     vf_irq : Out(vfs), the PF's reply waits for the VF (unless the VF masked it)
+    link : In(ports), the ports' link status: each VF sees its own port's in ``info``
     """
 
     read_latency = 2
 
-    def __init__(self, vfs: int):
+    def __init__(self, vfs: int, ports: int = 2):
         if not 1 <= vfs <= 64:
             raise ValueError(f"vfs must be 1..64, not {vfs}")
+        if not 1 <= ports <= 4:
+            raise ValueError(f"ports must be 1..4, not {ports}")
         self._vfs = vfs
+        self._ports = ports
         super().__init__({
             "pf": In(CsrSignature((vfs - 1).bit_length() + 6)),
             "port": In(CsrSignature((vfs - 1).bit_length() + 5)),
@@ -94,6 +98,7 @@ class VfControl(wiring.Component):
             "spoofed": In(vfs),
             "mbox_irq": Out(1),
             "vf_irq": Out(vfs),
+            "link": In(ports),
         })
 
     def pf_block(self, name: str = "vf") -> Block:
@@ -104,7 +109,9 @@ class VfControl(wiring.Component):
                   "whatever this bit says: ring_count 0 gives them back to the PF)"),
             Field("ring_base", 8, 8, rw, "its ring 0 is this receive and transmit ring"),
             Field("ring_count", 16, 4, rw, f"rings it owns (0..{MAX_VF_RINGS}; more is stored "
-                  f"as {MAX_VF_RINGS})")))]
+                  f"as {MAX_VF_RINGS})"),
+            Field("port", 20, 2, rw, "the port its traffic uses: the VF sees that port's "
+                  "link status")))]
         for w in range(2):
             at = WINDOW0 + 4 * w
             for k, (what, doc) in enumerate((("base", "first byte"),
@@ -160,7 +167,9 @@ class VfControl(wiring.Component):
             Register("info", INFO, "who this VF is.", (
                 Field("vf", 0, 8, ro, "VF number"),
                 Field("rings", 8, 4, ro, "rings it owns (its window's ring sets 0..rings-1)"),
-                Field("enabled", 16, 1, ro, "the PF enabled it"))),
+                Field("enabled", 16, 1, ro, "the PF enabled it"),
+                Field("link", 17, 1, ro, "its port has link (a guest's bond fails over "
+                      "when this drops)"))),
             Register("mbox", PORT_MBOX, "the VF's side of the mailbox.", (
                 Field("send", 0, 1, rw, "write 1: send the request words to the PF; reads 1 "
                       "until the PF is done with them (writing 0 does nothing)"),
@@ -181,7 +190,9 @@ class VfControl(wiring.Component):
         m = Module()
         vfs = self._vfs
         pf, port = self.pf, self.port
-        ctrl = [Signal(20, name=f"ctrl{v}") for v in range(vfs)]
+        ctrl = [Signal(22, name=f"ctrl{v}") for v in range(vfs)]
+        # (a port number beyond the card's ports reads no link)
+        link = Cat(self.link, C(0, 4 - self._ports))
         windows = [[Signal(64, name=f"vf{v}_win{k}") for k in range(4)] for v in range(vfs)]
         counters = [[Signal(32, name=f"vf{v}_{n}") for n in ("overrun", "reg", "dma",
                                                               "spoofed")]
@@ -225,7 +236,8 @@ class VfControl(wiring.Component):
                         with m.Switch(vf_off):
                             with m.Case(INFO):
                                 m.d.sync += word.eq(Cat(C(v, 8), ctrl[v][16:20], C(0, 4),
-                                                        ctrl[v][0]))
+                                                        ctrl[v][0], link.bit_select(
+                                                            ctrl[v][20:22], 1)))
                             with m.Case(PORT_MBOX):
                                 m.d.sync += word.eq(Cat(request[v], reply[v]))
                             with m.Case(IRQ_MASK):
@@ -295,7 +307,8 @@ class VfControl(wiring.Component):
                                 count = pf.w_data[16:20]
                                 m.d.sync += ctrl[v].eq(Cat(
                                     pf.w_data[0], C(0, 7), pf.w_data[8:16],
-                                    Mux(count > MAX_VF_RINGS, MAX_VF_RINGS, count)))
+                                    Mux(count > MAX_VF_RINGS, MAX_VF_RINGS, count),
+                                    pf.w_data[20:22]))
                                 with m.If(~pf.w_data[0]):      # disabled: mailbox idle
                                     m.d.sync += [request[v].eq(0), reply[v].eq(0),
                                                  mask[v].eq(0)]

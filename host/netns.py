@@ -17,6 +17,7 @@ __all__ = ["NetError", "Tap", "ip", "netns_exists", "add_netns", "delete_netns",
 
 _TUNSETIFF = 0x400454CA
 _TUNSETPERSIST = 0x400454CB
+_TUNSETCARRIER = 0x400454E2
 _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
 #: sysctl names a VNS may set: dotted, letters, digits, '_' and '-'.
@@ -130,6 +131,10 @@ class Tap:
             return True
         except OSError:
             return False            # link down or queue full: dropped, as a wire would
+
+    def set_carrier(self, on: bool) -> None:
+        """Carrier on or off, as the kernel's side of the TAP sees it (``NO-CARRIER``)."""
+        fcntl.ioctl(self.fd, _TUNSETCARRIER, struct.pack("i", int(on)))
 
     def close(self) -> None:
         if self.fd >= 0:

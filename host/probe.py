@@ -22,14 +22,16 @@ def checksum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def ping(addr: str, count: int = 3, timeout: float = 3.0, interval: float = 0.2) -> dict:
-    """ICMP echo requests to ``addr``; round-trip times in ms (None: lost)."""
+def ping(addr: str, count: int = 3, timeout: float = 3.0, interval: float = 0.2,
+         size: int = 56) -> dict:
+    """ICMP echo requests of ``size`` payload bytes to ``addr``; round-trip times in ms (None:
+    lost)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xFFFF
     rtts: list[float | None] = []
     try:
         for seq in range(count):
-            payload = struct.pack("!d", time.monotonic()) + bytes(48)
+            payload = struct.pack("!d", time.monotonic()) + bytes(max(0, size - 8))
             header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
             packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
             sent = time.monotonic()
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("ping")
     q.add_argument("addr")
     q.add_argument("-c", "--count", type=int, default=3)
+    q.add_argument("-s", "--size", type=int, default=56, help="payload bytes (8..1472)")
     q = sub.add_parser("receive")
     q.add_argument("port", type=int)
     q = sub.add_parser("send")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.what == "ping":
-            r = ping(a.addr, a.count)
+            r = ping(a.addr, a.count, size=min(max(a.size, 8), 1472))
         elif a.what == "receive":
             r = tcp_receive(a.port)
         else:

@@ -17,6 +17,9 @@ OKAY), 2 reserved bytes, ``tag`` (u32, echoed in the reply), ``addr`` (u32), ``v
 * ``IRQ`` (server to client, any time): vectors ``32 * addr + bit`` for each bit of ``value``
   fired (their line rose).
 * ``BYE``: the server ends the simulation after replying.
+* ``CABLE`` addr = port, value 0 pull its cable, 1 plug it back, 2 only ask: the simulator's
+  hand on the wire, not a register of the card (a PF client only). The reply's ``value`` is 1
+  when the port has link; ``status`` ``DECERR`` for a port the card does not have.
 """
 
 import enum
@@ -42,6 +45,7 @@ class Op(enum.IntEnum):
     WRITE = 3
     IRQ = 4
     BYE = 5
+    CABLE = 6
 
 
 def pack(op: Op, tag: int = 0, addr: int = 0, value: int = 0, status: int = 0) -> bytes:

@@ -91,8 +91,9 @@ class VfManager:
             driver.flood_hooks.append(self._relay)
 
     def _held(self, s: VfState, enable: bool = False) -> int:
-        """``vf[n].ctrl``: the VF's rings, always held to its grants; its window open or not."""
-        return int(enable) | s.ring_base << 8 | RINGS_PER_VF << 16
+        """``vf[n].ctrl``: the VF's rings, always held to its grants; its window open or not;
+        the port whose link it sees."""
+        return int(enable) | s.ring_base << 8 | RINGS_PER_VF << 16 | s.port << 20
 
     def _closed(self, s: VfState) -> None:
         """The VF's window closed, its rings held to no memory and no address at all (so
@@ -379,10 +380,18 @@ class VfManager:
                                     for k, w in enumerate(reply.encode())])
             self.regs.write(f"vf[{n}].mbox", 0b11)
 
-    def counters(self, n: int) -> dict[str, int]:
+    def counters(self, n: int) -> dict[str, int | str]:
+        """The card's counts for VF ``n`` (its ring 0 both ways) and its port's link."""
+        s = self._vf(n)
         with self.driver.lock:
-            return {k: self.regs.read(f"vf[{n}].{k}")
-                    for k in ("mbox_overrun", "reg_denied", "dma_denied", "spoofed")}
+            out: dict[str, int | str] = {
+                k: self.regs.read(f"vf[{n}].{k}")
+                for k in ("mbox_overrun", "reg_denied", "dma_denied", "spoofed")}
+            out["rx_frames"] = self.regs.read(f"rx_ring[{s.ring_base}].frames")
+            out["tx_frames"] = self.regs.read(f"tx_ring[{s.ring_base}].frames")
+            link = self.regs.read_field("nic.link", f"port{s.port}")
+            out["link"] = "up" if link else "down"
+            return out
 
     def close(self) -> None:
         for s in self.vfs:

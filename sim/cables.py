@@ -11,6 +11,10 @@ checks it) between a port and something outside the simulator:
   sent to port REMOTE: the port of another simulated card whose cable is ``udp:REMOTE:LOCAL``.
 
 All non-blocking: the simulator polls :meth:`Cable.poll` between clocks.
+
+A cable can be pulled and plugged back while the card runs (``crossnic sim --cable``): a pulled
+cable carries nothing either way, the port's PHY reports no link (``nic.link``, and ``port.info``
+of the VFs on it), and a TAP's kernel side loses carrier, as both ends of a real pulled cable do.
 """
 
 import socket
@@ -69,6 +73,17 @@ class Cable:
     def __init__(self):
         self.sent = 0           # frames the port transmitted into the cable
         self.received = 0       # frames the cable delivered to the port
+        self.lost = 0           # frames either way while the cable was pulled
+        self.plugged = True
+
+    @property
+    def link(self) -> bool:
+        """The port's PHY sees a link partner."""
+        return self.plugged
+
+    def plug(self, plugged: bool) -> None:
+        """Pull the cable out (False) or plug it back in."""
+        self.plugged = plugged
 
     def poll(self) -> list[bytes]:
         """Frames waiting to go into the port (never blocks)."""
@@ -83,7 +98,15 @@ class Cable:
 
 
 class NoCable(Cable):
-    pass
+    """Nothing at the far end: no link (``other`` is wired by the simulator: see there)."""
+
+    def __init__(self, other: bool = False):
+        super().__init__()
+        self.other = other
+
+    @property
+    def link(self) -> bool:
+        return self.other and self.plugged
 
 
 class TapCable(Cable):
@@ -100,14 +123,24 @@ class TapCable(Cable):
         subprocess.run(["ip", "link", "set", "dev", name, "up"], check=False,
                        capture_output=True)
 
+    def plug(self, plugged: bool) -> None:
+        super().plug(plugged)
+        self.tap.set_carrier(plugged)
+
     def poll(self) -> list[bytes]:
         out = []
         while len(out) < 64 and (frame := self.tap.read()) is not None:
             out.append(frame)
+        if not self.plugged:
+            self.lost += len(out)
+            return []
         self.received += len(out)
         return out
 
     def send(self, frame: bytes) -> None:
+        if not self.plugged:
+            self.lost += 1
+            return
         super().send(frame)
         self.tap.write(frame)       # link down or the queue full: a wire loses the frame too
 
@@ -137,10 +170,16 @@ class UdpCable(Cable):
                 out.append(self.sock.recv(MAX_FRAME + 18))
             except BlockingIOError:
                 break
+        if not self.plugged:
+            self.lost += len(out)
+            return []
         self.received += len(out)
         return out
 
     def send(self, frame: bytes) -> None:
+        if not self.plugged:
+            self.lost += 1
+            return
         super().send(frame)
         try:
             self.sock.sendto(frame, self.remote)
@@ -157,4 +196,4 @@ def open_cable(spec: CableSpec) -> Cable:
         return TapCable(spec.name)
     if spec.kind == "udp":
         return UdpCable(spec.local, spec.remote)
-    return NoCable()
+    return NoCable(other=spec.kind == "other")

@@ -160,11 +160,11 @@ class MmioServer:
                 client.send(pack(op, tag, addr, 0xFFFF_FFFF if op is Op.READ else 0, DECERR))
             else:
                 self.requests.append(Request(client, op, tag, card, value, addr))
-        elif op in (Op.READ, Op.WRITE, Op.BYE):
+        elif op in (Op.READ, Op.WRITE, Op.BYE, Op.CABLE):
             if op is Op.WRITE and self.vfs is not None:
                 self.vfs.note_write(addr, value)
-            if op is Op.BYE and client.vf is not None:
-                self._drop(client)          # a guest cannot stop the card
+            if op in (Op.BYE, Op.CABLE) and client.vf is not None:
+                self._drop(client)          # a guest cannot stop the card or pull its cables
                 return
             self.requests.append(Request(client, op, tag, addr, value))
         else:

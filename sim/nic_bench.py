@@ -54,6 +54,7 @@ class Card:
             start_clock(getattr(dut, f"eth{k}_tx_clk"), 8.0)
             getattr(dut, f"gmii_rx{k}__en").value = 0
             getattr(dut, f"gmii_rx{k}__er").value = 0
+        dut.link.value = 0b11                 # both ports cabled, as the wires below are
         resets = [dut.rst] + [getattr(dut, f"eth{k}_{d}_rst") for k in range(2)
                               for d in ("rx", "tx")]
         for r in resets:

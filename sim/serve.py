@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .cables import CableError, CableSpec, parse_cable
 
-__all__ = ["serve_card", "default_socket", "ServeError", "wait_for_socket"]
+__all__ = ["serve_card", "default_socket", "ServeError", "wait_for_socket", "set_cable"]
 
 #: Host memory the card sees by default.
 DEFAULT_MEMORY_MB = 64
@@ -109,6 +109,46 @@ def serve_card(socket_path: Path, ports: Sequence[str], *, memory_mb: int = DEFA
                 socket_path.unlink()
         except OSError:
             pass
+
+
+def set_cable(socket_path: str | os.PathLike, port: int, state: str) -> bool:
+    """Pull (``down``), plug back (``up``) or only look at (``show``) a served card's cable on
+    ``port``; returns whether the port has link afterwards."""
+    import socket
+
+    from crossnic.host.sim_protocol import MESSAGE, Op, pack, unpack
+    value = {"down": 0, "up": 1, "show": 2}.get(state)
+    if value is None:
+        raise ServeError(f"a cable is up, down or show, not {state!r}")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    try:
+        s.connect(str(socket_path))
+        s.sendall(pack(Op.CABLE, addr=port, value=value))
+        raw = b""
+        while len(raw) < MESSAGE.size:
+            chunk = s.recv(MESSAGE.size - len(raw))
+            if not chunk:
+                raise ServeError(f"the card at {socket_path} closed the connection")
+            raw += chunk
+    except OSError as e:
+        raise ServeError(f"no served card at {socket_path}: {e.strerror or e}") from None
+    finally:
+        s.close()
+    _, status, _, _, link = unpack(raw)
+    if status:
+        raise ServeError(f"the card at {socket_path} has no port {port}")
+    return bool(link)
+
+
+def cable_main(args) -> int:
+    name, _, state = args.cable.partition("=")
+    if not (name.startswith("port") and name[4:].isdigit()) or not state:
+        raise ServeError(f"--cable is PORTn=up|down|show (port0=down), not {args.cable!r}")
+    link = set_cable(Path(args.socket) if args.socket else default_socket(), int(name[4:]),
+                     state)
+    print(f"{name}: {'link up' if link else 'no link'}")
+    return 0
 
 
 def main(args) -> int:

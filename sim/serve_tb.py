@@ -55,6 +55,9 @@ async def _transmit(card: Card, k: int, cables, activity: list[int]) -> None:
         payload = bytes(frame.get_payload())
         spec, cable = cables[k]
         if spec.kind == "other":
+            if not cable.link:
+                cable.lost += 1
+                continue
             cable.sent += 1
             card.wire[1 - k].send_nowait(GmiiFrame.from_payload(payload))
         else:
@@ -86,6 +89,14 @@ async def serve(dut):
     rings = len(dut.rx_irq)
     specs = [CableSpec(**c) for c in p["ports"]]
     cables = [(spec, open_cable(spec)) for spec in specs]
+
+    def show_links() -> None:
+        if all(spec.kind == "other" for spec in specs):      # one cable, port to port
+            for _, cable in cables:
+                cable.other = all(c.plugged for _, c in cables)
+        dut.link.value = sum(int(cable.link) << k for k, (_, cable) in enumerate(cables))
+
+    show_links()
     # Vectors: receive rings, transmit rings, the PF's mailbox, then each VF's mailbox reply.
     vfs = len(dut.vf_irq) if hasattr(dut, "vf_irq") else 0
     apertures = None
@@ -125,6 +136,17 @@ async def serve(dut):
                 elif req.op is Op.WRITE:
                     r = await card.axil.write(4 * req.addr, req.value.to_bytes(4, "little"))
                     server.reply(req, 0, int(r.resp))
+                elif req.op is Op.CABLE:
+                    if req.addr >= len(cables) or req.value > 2:
+                        server.reply(req, 0, DECERR)
+                        continue
+                    cable = cables[req.addr][1]
+                    if req.value < 2:
+                        cable.plug(bool(req.value))
+                        show_links()
+                        print(f"port {req.addr}: cable "
+                              f"{'plugged in' if req.value else 'pulled'}", flush=True)
+                    server.reply(req, int(cable.link))
                 else:                                   # BYE
                     server.reply(req)
                     return

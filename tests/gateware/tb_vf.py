@@ -6,7 +6,7 @@ they were.
 """
 
 import cocotb
-from cocotb.triggers import Timer, with_timeout
+from cocotb.triggers import ClockCycles, Timer, with_timeout
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -93,7 +93,14 @@ async def guest_rings_and_escapes(dut):
     core = NicCore(**params()["core"])
     guest = Guest(card, core, VF)
     await grant(card)
-    assert await guest.read("port.info") == VF | 2 << 8 | 1 << 16
+    assert await guest.read("port.info") == VF | 2 << 8 | 1 << 16 | 1 << 17   # port 0 has link
+    # The port's link, through the synchroniser, to the PF and to the VF on that port.
+    assert await card.read("nic.link") == 0b11
+    dut.link.value = 0b10
+    await ClockCycles(dut.clk, 4)
+    assert await card.read("nic.link") == 0b10
+    assert await guest.read("port.info") >> 17 & 1 == 0
+    dut.link.value = 0b11
 
     # --- receive through the guest's ring 0 ----------------------------------------------
     ring = guest_rx()

@@ -195,6 +195,25 @@ def test_ring_base_cannot_carry_a_vf_past_the_last_ring():
     bench(body)
 
 
+def test_a_vf_sees_the_link_of_its_own_port():
+    async def body(bus, ctx, card):
+        await bus.pf_write("vf[1].ctrl", 1 | 4 << 8 | 2 << 16)             # on port 0
+        await bus.pf_write("vf[2].ctrl", 1 | 6 << 8 | 2 << 16 | 1 << 20)   # on port 1
+        await bus.pf_write("vf[3].ctrl", 1 | 8 << 8 | 2 << 16 | 3 << 20)   # no such port
+
+        async def links():
+            return [(await bus.read(bus.vf(n, "port.info")))[0] >> 17 & 1 for n in (1, 2, 3)]
+
+        assert await links() == [0, 0, 0]
+        ctx.set(card.control.link, 0b10)
+        assert await links() == [0, 1, 0]
+        ctx.set(card.control.link, 0b01)
+        assert await links() == [1, 0, 0]
+        assert (await bus.pf_read("vf[2].ctrl")) >> 20 == 1
+
+    bench(body)
+
+
 def test_the_pf_keeps_what_it_decides_for_a_vfs_transmit_rings():
     async def body(bus, ctx, card):
         await grant(bus, 1, 4, 2)

@@ -340,10 +340,16 @@ def test_every_request_type_is_checked_and_floods_are_limited(card):
 
         # A flood: requests as fast as the guest can send them are answered, most of them
         # RATE_LIMITED, and the daemon keeps serving everyone.
+        # What gets through is what its budget (2 at once, 2 a second) allows, however slowly
+        # a loaded machine lets the guest send.
         mbox.timeout = 30
+        start = time.monotonic()
         statuses = [mbox.request(VfOp.SET_VLAN, 7).status for _ in range(30)]
-        assert statuses.count(VfStatus.RATE_LIMITED) >= 15, statuses
-        assert vf_view(card, 2)["requests_refused_rate"] >= 15
+        allowed = 2 + 2 * (time.monotonic() - start)
+        limited = statuses.count(VfStatus.RATE_LIMITED)
+        assert statuses.count(VfStatus.OK) + limited == 30, statuses
+        assert statuses.count(VfStatus.OK) <= allowed + 1 and limited >= 1, (statuses, allowed)
+        assert vf_view(card, 2)["requests_refused_rate"] >= limited
         assert any(r["verdict"] == "rate-limited" for r in audit(card, 2))
         # Writing request words while the PF holds a request: refused by the card, counted.
         for k, w in enumerate([VfOp.SET_VLAN, 7]):
@@ -366,7 +372,7 @@ def test_every_request_type_is_checked_and_floods_are_limited(card):
         assert vf_view(card, 2)["reg_denied"] == before + 4
     finally:
         dev.close()
-    card.ok("delete-vf", "2")
+        card.cli("delete-vf", "2")          # (whatever failed: the next tests start clean)
     # Its window is closed now.
     dev, regs = raw_vf(card, 2)
     try:

@@ -1,0 +1,285 @@
+"""A small lab of simulated cards for tests and benchmarks that need several: each card served
+(``crossnic sim --serve``) with its own ``crossnicd``, and traffic tools that check or time what
+crosses them.
+
+The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a network namespace
+(``ip netns exec NS``):
+
+* ``tcp-serve ADDR PORT COUNT RESULT``: accept COUNT connections, read each to its end, keep
+  RESULT (JSON) up to date with the bytes each client port sent and, at its end, their SHA-256.
+* ``tcp-send ADDR PORT SPORT BYTES PACE``: connect from SPORT, send BYTES pseudo-random bytes
+  (seeded by SPORT) in 8 KiB writes PACE seconds apart, print their SHA-256.
+* ``udp-send ADDR PORT SPORT INTERVAL SECONDS``: a numbered datagram every INTERVAL seconds.
+* ``udp-recv ADDR PORT SECONDS RESULT``: write the arrival time of each number (JSON).
+"""
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .serve import wait_for_socket
+
+__all__ = ["LabCard", "BondChassis", "sh", "LabError"]
+
+
+class LabError(RuntimeError):
+    """A lab card or tool that did not come up."""
+
+
+def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+class LabCard:
+    """A served card with ``port0`` cabled as given, and its ``crossnicd`` (:meth:`start`)."""
+
+    def __init__(self, tmp: Path, port0: str, port1: str = "none", memory_mb: int = 64):
+        self.tmp = Path(tmp)
+        self.card_sock = self.tmp / "card.sock"
+        self.run_dir = Path(tempfile.mkdtemp(prefix="crossnicd-lab-", dir="/run"))
+        self.daemon_sock = self.run_dir / "crossnicd.sock"
+        self.db = self.tmp / "config.db"
+        self.daemon: subprocess.Popen | None = None
+        self._log = open(self.tmp / "serve.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "crossnic", "sim", "--serve", "--socket", str(self.card_sock),
+             "--port0", port0, "--port1", port1, "--memory-mb", str(memory_mb)],
+            stdout=self._log, stderr=subprocess.STDOUT)
+
+    def start(self, timeout: float = 1200) -> None:
+        """Wait for the card (a first build of the simulator takes minutes), start crossnicd."""
+        if not wait_for_socket(self.card_sock, timeout, lambda: self.proc.poll() is None):
+            raise LabError("the card did not come up:\n" + (self.tmp / "serve.log").read_text())
+        log = open(self.tmp / "daemon.log", "a")
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "crossnic", "daemon", "--device", f"sim:{self.card_sock}",
+             "--db", str(self.db), "--daemon", str(self.daemon_sock)],
+            stdout=log, stderr=subprocess.STDOUT)
+        if not wait_for_socket(self.daemon_sock, 300, lambda: self.daemon.poll() is None):
+            raise LabError("crossnicd did not come up:\n" +
+                           (self.tmp / "daemon.log").read_text())
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return sh(sys.executable, "-m", "crossnic", *args, "--daemon", str(self.daemon_sock),
+                  check=False, timeout=300)
+
+    def ok(self, *args: str) -> str:
+        r = self.cli(*args)
+        if r.returncode:
+            raise LabError(f"crossnic {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def vf(self, n: int) -> dict:
+        return json.loads(self.ok("show-vf", str(n), "--json"))[0]
+
+    def stop(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.terminate()
+            self.daemon.wait(60)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+        self._log.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+class BondChassis:
+    """Two cards whose port 0 is cabled to one switch (a Linux bridge in namespace ``ext``,
+    with the station's address on it) and a guest (namespace ``guest``) whose ``crossnic vf``
+    aggregates VF ``vf`` of both cards as ``bond0``: the setup of the aggregation tests and the
+    failover benchmark. :meth:`close` removes everything it made."""
+
+    EXT_IP, GUEST_IP = "10.8.0.100", "10.8.0.21"
+    MACS = ("02:ab:00:00:00:0a", "02:ab:00:00:00:0b")
+
+    def __init__(self, tmp: Path, tag: str, vf: int = 1):
+        self.tmp, self.vf = Path(tmp), vf
+        self.ext, self.guest = f"cnbx{tag}", f"cnbg{tag}"
+        self.taps = [f"cnb{n}{tag}" for n in "ab"]
+        self.cards: list[LabCard] = []
+        self.bond: subprocess.Popen | None = None
+        self.status = self.tmp / "bond.json"
+        try:
+            for n, tap in zip("ab", self.taps, strict=True):
+                (self.tmp / n).mkdir(exist_ok=True)
+                self.cards.append(LabCard(self.tmp / n, f"tap:{tap}"))
+            for c in self.cards:
+                c.start()
+            self._network()
+            for c, mac in zip(self.cards, self.MACS, strict=True):
+                c.ok("create-vf", str(vf), "--owner", "vm1", "--over", "port0", "--mac", mac,
+                     "--allow-ip", self.GUEST_IP)
+            self._start_bond()
+        except BaseException:
+            self.close()
+            raise
+
+    def _network(self) -> None:
+        ext = self.ext
+        sh("ip", "netns", "add", ext)
+        # (its own MAC: a bridge otherwise takes its lowest port's, and changes it when that
+        # port goes, as a lost card's TAP does)
+        sh("ip", "-n", ext, "link", "add", "br0", "address", "02:5e:00:00:00:01", "type",
+           "bridge")
+        for tap in self.taps:
+            sh("ip", "link", "set", tap, "netns", ext)
+            sh("ip", "-n", ext, "link", "set", tap, "master", "br0")
+            sh("ip", "-n", ext, "link", "set", tap, "up")
+        sh("ip", "-n", ext, "addr", "add", f"{self.EXT_IP}/24", "dev", "br0")
+        sh("ip", "-n", ext, "link", "set", "br0", "up")
+        sh("ip", "netns", "add", self.guest)
+        sh("ip", "netns", "exec", self.guest, "sysctl", "-qw",
+           "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+
+    def _start_bond(self) -> None:
+        args = []
+        for c in self.cards:
+            args += ["--card", f"sim:{c.card_sock}", "--vf", str(self.vf)]
+        self._bond_log = open(self.tmp / "bond.log", "w")
+        self.bond = subprocess.Popen(
+            ["ip", "netns", "exec", self.guest, sys.executable, "-m", "crossnic", "vf", *args,
+             "--ifname", "bond0", "--ip", f"{self.GUEST_IP}/24", "--status", str(self.status)],
+            stdout=self._bond_log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 120
+        while not self.status.exists():
+            if self.bond.poll() is not None or time.monotonic() > end:
+                raise LabError("the guest's aggregate did not come up:\n" +
+                               (self.tmp / "bond.log").read_text())
+            time.sleep(0.2)
+
+    def state(self) -> dict:
+        return json.loads(self.status.read_text())
+
+    def in_ns(self, ns: str, *args: str, **kw) -> subprocess.Popen:
+        """A lab traffic tool in namespace ``ns``."""
+        return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
+                                 "crossnic.sim.lab", *args], **kw)
+
+    def close(self) -> None:
+        if self.bond is not None and self.bond.poll() is None:
+            self.bond.terminate()
+            self.bond.wait(60)
+        for c in self.cards:
+            c.stop()
+        for ns in (self.ext, self.guest):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+# --- traffic tools (run in a namespace) --------------------------------------------------------
+def payload(sport: int, size: int) -> bytes:
+    return random.Random(sport).randbytes(size)
+
+
+def _save(path: str, state) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(state, f)
+    os.replace(path + ".tmp", path)
+
+
+def tcp_serve(addr: str, port: int, count: int, result: str) -> None:
+    lock = threading.Lock()
+    state: dict[str, dict] = {}
+
+    def save() -> None:
+        with lock:
+            _save(result, state)
+
+    def read(conn: socket.socket, peer: int) -> None:
+        h, n, last = hashlib.sha256(), 0, 0.0
+        while data := conn.recv(65536):
+            h.update(data)
+            n += len(data)
+            with lock:
+                state[str(peer)] = {"bytes": n}
+            if time.monotonic() - last > 0.2:
+                last = time.monotonic()
+                save()
+        conn.close()
+        with lock:
+            state[str(peer)] = {"bytes": n, "sha256": h.hexdigest()}
+        save()
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(count)
+    save()
+    threads = []
+    for _ in range(count):
+        conn, peer = s.accept()
+        t = threading.Thread(target=read, args=(conn, peer[1]))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+
+
+def tcp_send(addr: str, port: int, sport: int, size: int, pace: float) -> None:
+    data = payload(sport, size)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)    # the port may be in TIME_WAIT
+    s.settimeout(300)
+    s.bind(("", sport))
+    s.connect((addr, port))
+    for at in range(0, size, 8192):
+        s.sendall(data[at:at + 8192])
+        time.sleep(pace)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)                       # the server's close: everything arrived
+    s.close()
+    print(hashlib.sha256(data).hexdigest())
+
+
+def udp_send(addr: str, port: int, sport: int, interval: float, seconds: float) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", sport))
+    start = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) - start < seconds:
+        s.sendto(n.to_bytes(4, "big") + bytes(60), (addr, port))
+        n += 1
+        time.sleep(max(0.0, start + n * interval - now))
+    print(n)
+
+
+def udp_recv(addr: str, port: int, seconds: float, result: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    s.settimeout(0.2)
+    _save(result, {"ready": True, "arrivals": {}})
+    arrivals: dict[int, float] = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = s.recv(2048)
+        except TimeoutError:
+            continue
+        arrivals.setdefault(int.from_bytes(data[:4], "big"), time.time())
+    _save(result, {"ready": True, "done": True, "arrivals": arrivals})
+
+
+def main(argv: list[str]) -> None:
+    tool, *a = argv
+    if tool == "tcp-serve":
+        tcp_serve(a[0], int(a[1]), int(a[2]), a[3])
+    elif tool == "tcp-send":
+        tcp_send(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]))
+    elif tool == "udp-send":
+        udp_send(a[0], int(a[1]), int(a[2]), float(a[3]), float(a[4]))
+    elif tool == "udp-recv":
+        udp_recv(a[0], int(a[1]), float(a[2]), a[3])
+    else:
+        raise SystemExit(f"unknown tool {tool!r}: tcp-serve, tcp-send, udp-send, udp-recv")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
