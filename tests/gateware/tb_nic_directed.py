@@ -486,7 +486,7 @@ async def bad_csr_accesses(dut):
     assert await refused() == {"slverr": 0, "decerr": 0}
     ring0 = m.base("rx_ring")
     unmapped = [
-        *[block_word("nic", k) for k in (8, 12, 14, 15, 0x7FF)],  # 8..15 alias 0..7
+        *[block_word("nic", k) for k in (9, 12, 15, 16, 0x7FF)],  # 16..31 alias 0..15
         *[4 * (ring0 + o) for o in (12, 13, 15, 22, 31)],       # holes in live ring 0's set
         4 * (ring0 + 63 * 32 + 31),
         block_word("tx_ring", 5 * 32 + 13),
@@ -508,7 +508,7 @@ async def bad_csr_accesses(dut):
 
     # writes that would do harm if they were carried out; none is
     harmful = [
-        (block_word("nic", 11), b"\xff" * 4, AxiResp.DECERR),       # scratch, mod 8
+        (block_word("nic", 19), b"\xff" * 4, AxiResp.DECERR),       # scratch, mod 16
         (block_word("mac_table", 7), b"\x01" * 4, AxiResp.DECERR),  # hole in the decode
         (block_word("mac_table", 12), b"\x01\x00\x00\x00", AxiResp.DECERR),  # cmd, mod 8
         (4 * (ring0 + 12), b"\x00" * 4, AxiResp.DECERR),
