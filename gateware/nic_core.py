@@ -161,6 +161,8 @@ class NicCore(wiring.Component):
     axi : Out(AxiSignature(64, 64, 2 or 3)), host memory (the top ID bits name the manager:
         0 receive, 1 transmit engine, 2 offload engine)
     rx_irq, tx_irq : Out(rings), one interrupt line per ring
+    tx_work : Out(1), a transmit ring holds descriptors the card has not taken yet (also while
+        a rate-limited ring waits for its tokens): an activity signal
     offload_irq, offload_busy : Out(1), with ``offload``: a completion was written; a command
         is in progress
     mbox_irq : Out(1), vf_irq : Out(vfs), with ``vfs``: a VF's mailbox request waits for the
@@ -196,6 +198,7 @@ class NicCore(wiring.Component):
         members["axi"] = Out(AxiSignature(64, 64, 3 if offload else 2))
         members["rx_irq"] = Out(rings)
         members["tx_irq"] = Out(rings)
+        members["tx_work"] = Out(1)
         members["link"] = In(ports)
         if offload:
             members["offload_irq"] = Out(1)
@@ -320,6 +323,7 @@ class NicCore(wiring.Component):
             switch.route.valid.eq(tx_info.valid),
             tx_info.ready.eq(switch.route.ready),
             self.tx_irq.eq(tx_dma.irq),
+            self.tx_work.eq(tx_dma.work),
         ]
         # The transmit-side MAC lookup goes through register slices both ways: the table sits
         # with the classifier, across the die from the switch, and without them the switch's

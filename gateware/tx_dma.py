@@ -179,6 +179,9 @@ class TxDmaEngine(wiring.Component):
         master; ``aruser``/``awuser`` carry the ring each request serves
     csr : In(CsrSignature), the ring registers (:meth:`block`), ``read_latency`` = 2
     irq : Out(rings), level interrupt per ring
+    work : Out(1), some enabled ring holds descriptors not yet taken (what the scheduler
+        chooses from): high while a rate-limited ring waits for its tokens, so activity
+        LEDs and the simulator's idle detection see a card with work to do
     """
 
     #: clocks from ``r_stb`` to valid ``r_data``
@@ -206,6 +209,7 @@ class TxDmaEngine(wiring.Component):
             "axi": Out(AxiSignature(addr_width, data_width, id_width, self._ring_bits)),
             "csr": In(CsrSignature(self._ring_bits + 5)),
             "irq": Out(rings),
+            "work": Out(1),
         })
 
     @property
@@ -317,7 +321,7 @@ class TxDmaEngine(wiring.Component):
         irq_status = Signal(rings)
         irq_mask = Signal(rings)
         m.d.sync += self.irq.eq(irq_status & ~irq_mask)
-        m.d.comb += sched.work.eq(pending & enable)
+        m.d.comb += [sched.work.eq(pending & enable), self.work.eq((pending & enable).any())]
 
         # Frames from their take to their completion (a take found empty leaves again).
         inflight = Signal(range(nfl + 1))

@@ -6,7 +6,8 @@ host memory is the shared file the launcher created, given to the AXI host-memor
 port's wire goes to a cable (:mod:`crossnic.sim.cables`). Runs until a client says ``BYE`` or
 the launcher goes away.
 
-When nothing happens (no request, no frame on a cable or a wire, no DMA) for a while, the loop
+When nothing happens (no request, no frame on a cable or a wire, no DMA, no transmit descriptor
+waiting, even for a rate limit's tokens) for a while, the loop
 blocks on the request queue for a millisecond at a time instead of simulating an idle card at
 full speed: a served card costs little CPU while it waits.
 """
@@ -161,7 +162,7 @@ async def serve(dut):
             if now & ~lines:
                 server.interrupt(now & ~lines)
             lines = now
-            why = ("request" if busy else "transmit" if activity[0] else
+            why = ("request" if busy else "transmit" if activity[0] or _bits(dut.tx_work) else
                    "receive" if any(not w.idle() for w in card.wire) else
                    "dma" if any(_bits(s) for s in axi_valid) else
                    "offload" if offload_busy is not None and _bits(offload_busy) else None)

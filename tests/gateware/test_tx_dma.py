@@ -144,7 +144,8 @@ class AxiHost:
 
 def test_data_width_32_in_amaranth_sim():
     """The 32-bit AXI variant (no narrowing stage, offsets 0..3): frames byte-exact with their
-    info, a bad descriptor skipped, head written back, bursts within 4 KB."""
+    info, a bad descriptor skipped, head written back, bursts within 4 KB; ``work`` is high
+    exactly while descriptors wait."""
     dut = TxDmaEngine(rings=4, data_width=32, addr_width=32, in_flight=2)
     host = AxiHost(dut, 4)
     rng = random.Random(5)
@@ -156,6 +157,7 @@ def test_data_width_32_in_amaranth_sim():
         nonlocal buf
         for _ in range(4 * 8 + 2):                       # the zero sweep
             await host.step(ctx)
+        assert not ctx.get(dut.work)
         for ring, vnic in ((1, 11), (2, 22)):
             base = ring * RING_STRIDE
             await host.write(ctx, base + DESC_BASE_LO, 0x400 * ring)
@@ -175,12 +177,15 @@ def test_data_width_32_in_amaranth_sim():
             await host.write(ctx, base + TAIL, len(lengths))
             await host.write(ctx, base + CTRL, CTRL_ENABLE | 6 << CTRL_SIZE_SHIFT |
                              ring << CTRL_PORT_SHIFT)
+        worked = 0
         for _ in range(8000):
             await host.step(ctx)
+            worked += ctx.get(dut.work)
             if len(host.frames) == 12:
                 break
         for _ in range(300):
             await host.step(ctx)
+        assert worked > 100 and not ctx.get(dut.work)
         for ring in (1, 2):
             assert await host.read(ctx, ring * RING_STRIDE + HEAD) == 7
             assert await host.read(ctx, ring * RING_STRIDE + ERRORS) == 1
