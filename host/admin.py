@@ -193,6 +193,62 @@ def _show_vf(args, sock):
     return 0
 
 
+def _create_sublevel(args, sock):
+    props = _props(args.prop)
+    bad = set(props) - {"priority", "maxbw"}
+    if bad:
+        raise AdminError(f"unknown level property {sorted(bad)[0]!r} (priority, maxbw)")
+    r = request("create-sublevel", {"name": args.name, **props}, sock)
+    print(f"level {r['level']}: priority {r['priority']}, maxbw {r['maxbw'] or 'none'}")
+    return 0
+
+
+def _simple(cmd: str, key: str, *extra: str):
+    def run(args, sock):
+        request(cmd, {key: getattr(args, key),
+                      **{k: getattr(args, k) for k in extra}}, sock)
+        return 0
+    return run
+
+
+def _show_sublevel(args, sock):
+    _print(request("show-sublevel", {"name": args.name}, sock), args,
+           ["level", "priority", "maxbw"])
+    return 0
+
+
+def _show_subscriber(args, sock):
+    _print(request("show-subscriber", {"identity": args.identity}, sock), args,
+           ["identity", "level"])
+    return 0
+
+
+def _associate(args, sock):
+    if (args.level is None) == (args.identity is None):
+        raise AdminError("associate needs --level or --identity")
+    r = request("associate", {"link": args.link, "attrs": _props(args.attr),
+                              "level": args.level, "identity": args.identity,
+                              "idle": args.idle}, sock)
+    print(f"{r['association']}: {r['level']} (priority {r['priority']}, maxbw "
+          f"{r['maxbw'] or 'none'}) on {r['link']}")
+    return 0
+
+
+def _show_association(args, sock):
+    _print(request("show-association", {"name": args.name}, sock), args,
+           ["association", "link", "level", "identity", "local_port", "remote_ip",
+            "remote_port", "priority", "maxbw", "rx_frames", "tx_frames"])
+    return 0
+
+
+def _show_association_log(args, sock):
+    rows = request("show-association-log", {"limit": args.limit}, sock)
+    for r in rows:
+        r["time"] = time.strftime("%H:%M:%S", time.localtime(r["time"]))
+    _print(rows, args, ["time", "association", "identity", "level", "link", "event", "why"])
+    return 0
+
+
 def _show_vf_audit(args, sock):
     rows = request("show-vf-audit", {"vf": args.vf, "limit": args.limit}, sock)
     for r in rows:
@@ -314,10 +370,14 @@ def _daemon(args, sock):
             group = grp.getgrnam(args.group).gr_gid
         except KeyError:
             raise AdminError(f"no group {args.group!r}") from None
+    from .chassis import ChassisError
     from .driver import DriverError
+    if not 1 <= args.serial < 1 << 24:
+        dev.close()
+        raise AdminError(f"--serial is 1..16777215, not {args.serial}")
     try:
-        d = Daemon(dev, args.db, group=group)
-    except (DeviceError, DriverError) as e:
+        d = Daemon(dev, args.db, group=group, card_serial=args.serial, chassis=args.chassis)
+    except (DeviceError, DriverError, ChassisError) as e:
         dev.close()
         raise AdminError(str(e)) from None
     import signal
@@ -446,9 +506,52 @@ def add_parsers(sub) -> None:
             show=True)
     p.add_argument("vf", type=int, nargs="?")
     p.add_argument("--limit", type=int, default=100, help="last N requests (100)")
+    p = cmd("create-sublevel", _create_sublevel, "create a subscription level")
+    p.add_argument("name")
+    p.add_argument("-p", dest="prop", metavar="priority=...,maxbw=...",
+                   help="priority (default high) and transmit maxbw of its connections")
+    p = cmd("delete-sublevel", _simple("delete-sublevel", "name"),
+            "delete a subscription level nobody uses")
+    p.add_argument("name")
+    p = cmd("show-sublevel", _show_sublevel, "show subscription levels", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("add-subscriber", _simple("add-subscriber", "identity", "level"),
+            "give a client identity a subscription level")
+    p.add_argument("identity", help="the client's name (a TLS client certificate's CN)")
+    p.add_argument("--level", required=True)
+    p = cmd("remove-subscriber", _simple("remove-subscriber", "identity"),
+            "remove a client's subscription")
+    p.add_argument("identity")
+    p = cmd("show-subscriber", _show_subscriber, "show subscribers and their levels",
+            show=True)
+    p.add_argument("identity", nargs="?")
+    p = cmd("associate", _associate,
+            "raise a connection to a subscription level (a 5-tuple flow on the card)")
+    p.add_argument("--link", "-l", required=True, metavar="VNIC")
+    p.add_argument("-a", dest="attr", required=True, metavar="ATTR=VAL,...",
+                   help="the connection as the VNIC sees it: local_ip, remote_ip, transport, "
+                        "local_port, remote_port")
+    p.add_argument("--level", help="the level to give it")
+    p.add_argument("--identity", help="or: the subscriber whose level it gets")
+    p.add_argument("--idle", type=float, default=30.0, metavar="SECONDS",
+                   help="end the association after this long without a frame (30)")
+    p = cmd("dissociate", _simple("dissociate", "name"), "end an association")
+    p.add_argument("name")
+    p = cmd("show-association", _show_association,
+            "connections raised to a subscription level", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("show-association-log", _show_association_log,
+            "associations made and ended, and why", show=True)
+    p.add_argument("--limit", type=int, default=100, help="last N events (100)")
     p = cmd("daemon", _daemon, "run crossnicd: own a card and serve the commands above")
     p.add_argument("--device", default="sim:/run/crossnic/sim0.sock",
                    help="sim:SOCKET (crossnic sim --serve) or vfio:PCI_ADDRESS")
     p.add_argument("--db", default="/var/lib/crossnic/config.db", metavar="PATH",
                    help="persistent configuration (SQLite)")
     p.add_argument("--group", metavar="GROUP", help="also accept requests from this group")
+    p.add_argument("--serial", type=int, default=1, metavar="N",
+                   help="this card's number in the host (1..16777215): its automatic VNIC MACs "
+                        "and its chassis member name cardN (1)")
+    p.add_argument("--chassis", metavar="DIR",
+                   help="join the chassis of the cards whose daemons share DIR: frames between "
+                        "their VNICs go through host memory, not the wire")

@@ -57,6 +57,27 @@ CREATE TABLE IF NOT EXISTS vf_audit (
     verdict TEXT NOT NULL,       -- applied | denied | malformed | failed | rate-limited
     reason TEXT NOT NULL
 );
+-- Subscription levels, the clients that have them, and connections raised to them.
+CREATE TABLE IF NOT EXISTS sub_level (
+    level TEXT PRIMARY KEY,
+    priority TEXT NOT NULL,      -- low | medium | high
+    maxbw INTEGER NOT NULL       -- bits/s on transmit, 0: no limit
+);
+CREATE TABLE IF NOT EXISTS subscriber (
+    identity TEXT PRIMARY KEY,   -- a client's name (TLS client certificate subject CN, ...)
+    level TEXT NOT NULL REFERENCES sub_level(level)
+);
+CREATE TABLE IF NOT EXISTS association_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    association TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    level TEXT NOT NULL,
+    link TEXT NOT NULL,
+    attrs TEXT NOT NULL,         -- JSON: the connection's flowadm attributes
+    event TEXT NOT NULL,         -- associated | ended
+    why TEXT NOT NULL            -- request | tls | idle | ...
+);
 """
 
 
@@ -157,6 +178,47 @@ class ConfigDb:
                                (*args, limit)).fetchall()
         return [dict(zip(("time", "vf", "owner", "op", "args", "verdict", "reason"), r,
                          strict=True)) for r in reversed(rows)]
+
+    # --- subscriptions ------------------------------------------------------------------------
+    def put_level(self, level: str, priority: str, maxbw: int) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO sub_level VALUES (?, ?, ?)",
+                            (level, priority, maxbw))
+
+    def delete_level(self, level: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM sub_level WHERE level = ?", (level,))
+
+    def levels(self) -> list[dict]:
+        rows = self.db.execute("SELECT level, priority, maxbw FROM sub_level "
+                               "ORDER BY rowid").fetchall()
+        return [{"level": n, "priority": p, "maxbw": b} for n, p, b in rows]
+
+    def put_subscriber(self, identity: str, level: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO subscriber VALUES (?, ?)", (identity, level))
+
+    def delete_subscriber(self, identity: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM subscriber WHERE identity = ?", (identity,))
+
+    def subscribers(self) -> list[dict]:
+        rows = self.db.execute("SELECT identity, level FROM subscriber ORDER BY rowid").fetchall()
+        return [{"identity": i, "level": n} for i, n in rows]
+
+    def log_association(self, time: float, name: str, identity: str, level: str, link: str,
+                        attrs: dict, event: str, why: str) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO association_log (time, association, identity, level, "
+                            "link, attrs, event, why) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (time, name, identity, level, link, json.dumps(attrs), event, why))
+
+    def association_log(self, limit: int = 100) -> list[dict]:
+        rows = self.db.execute("SELECT time, association, identity, level, link, attrs, event, "
+                               "why FROM association_log ORDER BY id DESC LIMIT ?",
+                               (limit,)).fetchall()
+        keys = ("time", "association", "identity", "level", "link", "attrs", "event", "why")
+        return [dict(zip(keys, r, strict=True)) for r in reversed(rows)]
 
     def close(self) -> None:
         self.db.close()

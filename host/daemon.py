@@ -30,9 +30,11 @@ from crossnic.gateware.crypto.commands import NO_SLOT, OffloadOp
 from crossnic.gateware.layouts import Priority
 
 from . import netns
+from .chassis import Chassis
 from .configdb import ConfigDb
 from .device import Device, DeviceError
 from .driver import Driver, DriverError, auto_mac, random_mac
+from .subscriptions import Subscriptions
 from .vf_service import VfService
 
 __all__ = ["Daemon", "RequestError", "parse_mac", "parse_rate", "PRIORITIES"]
@@ -124,8 +126,11 @@ class Daemon:
     """The daemon's state and request handlers (the socket server is :meth:`serve`)."""
 
     def __init__(self, dev: Device, db_path: str | Path, *, card_serial: int = 1,
-                 group: int | None = None, ring_log2: int = 8):
+                 group: int | None = None, ring_log2: int = 8,
+                 chassis: str | Path | None = None):
         self.driver = Driver(dev, ring_log2=ring_log2)
+        if chassis is not None:
+            self.driver.chassis = Chassis(chassis, f"card{card_serial}")
         self.db = ConfigDb(db_path)
         self.serial = card_serial
         self.group = group
@@ -137,6 +142,7 @@ class Daemon:
         self.lost: str | None = None              # why the device went away, if it did
         self.sessions: list[dict] = []            # offload sessions (a slot range each)
         self.vf = VfService(self.driver, self.db, card_serial=card_serial, error=RequestError)
+        self.subs = Subscriptions(self, self.db, RequestError, parse_rate)
         self._restore()
 
     # --- start and stop -------------------------------------------------------------------
@@ -182,6 +188,8 @@ class Daemon:
                 netns.delete_netns(name)
             self.vns.clear()
             self.db.close()
+            if self.driver.chassis is not None:
+                self.driver.chassis.close()
 
     # --- VNS instances --------------------------------------------------------------------
     def create_vns(self, name: str, *, ips=(), routes=(), mtu: int | None = None,
@@ -414,7 +422,23 @@ class Daemon:
         return {"name": name, "over": f"port{v.port}", "mac": mac_text(v.mac), "vlan": v.vlan,
                 "vns": vns, "vns_id": v.vns_id, "priority": v.priority.name.lower(),
                 "maxbw": v.maxbw, "vnic_id": v.index, "rx_ring": v.rx.index,
-                "tx_ring": v.tx.index, "temporary": f"vnic:{name}" in self.temporary}
+                "tx_ring": v.tx.index, "temporary": f"vnic:{name}" in self.temporary,
+                **self._paths(v)}
+
+    def _paths(self, v) -> dict:
+        """Media-based transfer: the path to each VNIC this one can reach other than by the
+        wire (``path``), and the frames sent each way."""
+        c = self.driver.chassis
+        near = [f"{u.name}:card" for u in self.driver.vnics.values()
+                if u is not v and u.port == v.port and u.vlan == v.vlan]
+        if c is not None:
+            near += [f"{r['name']}@{member}:host" for member, record in sorted(c.peers.items())
+                     for r in record.get("vnics", [])
+                     if c.peer_of(int(r["mac"]), int(r["vlan"])) and r["vlan"] == v.vlan]
+        return {"path": " ".join([*near, "*:wire"]), "card_frames": v.stats["path_card"],
+                "host_frames": v.stats["path_host"], "wire_frames": v.stats["path_wire"],
+                "host_rx_frames": v.stats["rx_host"],
+                "chassis": c.member if c is not None else None}
 
     def set_linkprop(self, name: str, *, priority: str | None = None, maxbw=None,
                      temporary: bool = False) -> dict:
@@ -598,6 +622,53 @@ class Daemon:
     def show_vf_audit(self, vf=None, limit: int = 100) -> list[dict]:
         return self.vf.show_audit(vf, limit)
 
+    # --- subscription priority ----------------------------------------------------------------
+    def create_sublevel(self, name: str, *, priority: str = "high", maxbw=0) -> dict:
+        return self.subs.create_level(name, priority=priority, maxbw=maxbw)
+
+    def delete_sublevel(self, name: str) -> None:
+        self.subs.delete_level(name)
+
+    def show_sublevel(self, name: str | None = None) -> list[dict]:
+        return self.subs.show_level(name)
+
+    def add_subscriber(self, identity: str, *, level: str) -> dict:
+        return self.subs.add_subscriber(identity, level=level)
+
+    def remove_subscriber(self, identity: str) -> None:
+        self.subs.remove_subscriber(identity)
+
+    def show_subscriber(self, identity: str | None = None) -> list[dict]:
+        return self.subs.show_subscriber(identity)
+
+    def associate(self, *, link: str | None, attrs: dict, level: str | None = None,
+                  identity: str | None = None, idle: float = 30.0,
+                  source: str = "request") -> dict:
+        """``link`` None: the VNIC of the VNS that has the connection's ``local_ip`` (a
+        server in a VNS asks without knowing its VNIC's name)."""
+        if not isinstance(attrs, dict) or not attrs:
+            raise RequestError("associate needs the connection's attributes (-a ...)")
+        if link is None:
+            link = self._link_of(str(attrs.get("local_ip", "")))
+        return self.subs.associate(link=link, attrs=attrs, level=level, identity=identity,
+                                   idle=idle, source=str(source)[:31])
+
+    def _link_of(self, ip: str) -> str:
+        with self.lock:
+            for p in self.vns.values():
+                if ip in (a.split("/")[0] for a in p["ips"]) and p["vnics"]:
+                    return p["vnics"][0]
+        raise RequestError(f"no VNS has the address {ip!r}")
+
+    def dissociate(self, name: str) -> None:
+        self.subs.dissociate(name)
+
+    def show_association(self, name: str | None = None) -> list[dict]:
+        return self.subs.show_association(name)
+
+    def show_association_log(self, limit: int = 100) -> list[dict]:
+        return self.subs.association_log(limit)
+
     def show_phys(self) -> list[dict]:
         out = []
         for k in range(self.driver.ports):
@@ -648,6 +719,12 @@ class Daemon:
         "show-stats": "show_stats", "add-flow": "add_flow", "remove-flow": "remove_flow",
         "show-flow": "show_flow", "create-vf": "create_vf", "set-vf": "set_vf",
         "delete-vf": "delete_vf", "show-vf": "show_vf", "show-vf-audit": "show_vf_audit",
+        "create-sublevel": "create_sublevel", "delete-sublevel": "delete_sublevel",
+        "show-sublevel": "show_sublevel", "add-subscriber": "add_subscriber",
+        "remove-subscriber": "remove_subscriber", "show-subscriber": "show_subscriber",
+        "associate": "associate", "dissociate": "dissociate",
+        "show-association": "show_association",
+        "show-association-log": "show_association_log",
     }
 
     def handle(self, request: dict) -> dict:
@@ -689,6 +766,8 @@ class Daemon:
         srv.settimeout(0.2)
         threading.Thread(target=self._service_loop, name="rings", daemon=True).start()
         threading.Thread(target=self.vf.serve, args=(self._stop,), name="vf-mailbox",
+                         daemon=True).start()
+        threading.Thread(target=self.subs.serve, args=(self._stop,), name="subscriptions",
                          daemon=True).start()
         try:
             while not self._stop.is_set():

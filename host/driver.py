@@ -26,6 +26,7 @@ from crossnic.gateware.tx_scheduler import rate_register
 from crossnic.sim.model.classifier import flow_key, flow_matches
 from crossnic.sim.model.parser import parse
 
+from .chassis import Chassis
 from .classifier import (
     FlowEntry,
     LocalIp,
@@ -81,9 +82,10 @@ class Vnic:
     local_ips: dict[str, int] = field(default_factory=dict)     # address -> table slot
     tx_full: bool = False          # the transmit ring filled: frames wait in the TAP's queue
     held: tuple[TxRing, bytes] | None = None        # read from the TAP, waiting for room
-    backlog: dict[int, deque] = field(default_factory=dict)     # flow ring -> frames
+    backlog: dict[int, deque] = field(default_factory=dict)     # ring -> frames waiting for room
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ["rx_frames", "rx_bytes", "rx_flooded", "tx_frames", "tx_bytes", "tx_drops"], 0))
+        ["rx_frames", "rx_bytes", "rx_flooded", "tx_frames", "tx_bytes", "tx_drops",
+         "path_card", "path_host", "path_wire", "rx_host"], 0))
 
 
 class _TxBatch:
@@ -148,6 +150,8 @@ class Driver:
         self._vector_callbacks: dict[int, object] = {}
         #: called with (completion, frame, port, vlan) for each flooded frame (VF relays)
         self.flood_hooks: list = []
+        #: this card's membership of a chassis (:mod:`~crossnic.host.chassis`), if any
+        self.chassis: Chassis | None = None
         # VF windows a driver before us left open are shut before the rings are reset, so no
         # guest re-arms a ring between its reset and its VF's; the rings stay held meanwhile.
         for n in range(self.regs.read_field("nic.features", "vfs")):
@@ -509,6 +513,8 @@ class Driver:
         # wait in the kernel's queue, as a NIC driver stops its queue)
         fds = [v.tap.fd for v in self.vnics.values()
                if getattr(v.tap, "fd", -1) >= 0 and not v.tx_full]
+        if self.chassis is not None:
+            fds.append(self.chassis.fileno())
         irq_fd = getattr(self.dev, "irq_fd", None)
         if fds and irq_fd is not None:
             select.select([*fds, irq_fd], [], [], timeout)
@@ -526,6 +532,8 @@ class Driver:
                 moved += self._transmit(v)
             for f in list(self._flow_rings.values()):
                 moved += self._receive(f.rx)
+            if self.chassis is not None:
+                moved += self._from_host()
             for vec in fired:
                 if vec < self.rings and (vec in self._by_rx or vec == FLOOD_RING):
                     # (a VF's rings interrupt the PF too: their status is the guest's to clear)
@@ -545,6 +553,8 @@ class Driver:
                 v = self._by_rx.get(ring.index)
                 if v is not None and v.vlan:
                     frame = untag(frame)
+                if self.chassis is not None:
+                    self.chassis.learn(frame[6:12])
                 if v is not None and v.tap.write(frame):
                     v.stats["rx_frames"] += 1
                     v.stats["rx_bytes"] += len(frame)
@@ -561,6 +571,8 @@ class Driver:
             sender = next((v for v in self.vnics.values() if v.mac == src), None)
             port = sender.port if sender else None
         plain = untag(frame) if vlan else frame
+        if self.chassis is not None:
+            self.chassis.learn(frame[6:12])
         for v in self.vnics.values():
             if v.vlan == vlan and v.port == port and v.mac != src:
                 if v.tap.write(plain):
@@ -572,17 +584,21 @@ class Driver:
     def _transmit(self, v: Vnic) -> int:
         """Frames from the VNIC's TAP into its transmit rings: a frame that matches one of the
         VNIC's flows with rings of its own goes to that flow's ring, the rest to the VNIC's.
-        When the VNIC's ring is full the TAP is left unread (its frames wait in the kernel's
-        queue); a flow's ring that is full keeps up to a ring's worth of frames in the driver
-        and drops (counted) beyond that, so one rate-limited flow never holds up the VNIC."""
+        When the VNIC's ring is full and it has no flow rings, the TAP is left unread (its
+        frames wait in the kernel's queue). Otherwise a full ring keeps up to a ring's worth of
+        frames in the driver and drops (counted) beyond that: one rate-limited flow never holds
+        up the VNIC, and a congested VNIC never holds up a flow of higher priority behind it in
+        the TAP's single queue."""
         batch = _TxBatch(self.dev.mem_read)
         for index, queue in list(v.backlog.items()):
             f = self._flow_rings.get(index)
-            while queue and f is not None and batch.take(f.tx, queue[0]):
+            target = v.tx if index == v.tx.index else f.tx if f is not None else None
+            while queue and target is not None and batch.take(target, queue[0]):
                 queue.popleft()
-            if f is None or not queue:
+            if target is None or not queue:
                 del v.backlog[index]
         flows = self._tx_flows(v)
+        local = {(u.mac, u.vlan, u.port) for u in self.vnics.values() if u is not v}
         v.tx_full = False
         while True:
             if v.held is not None:
@@ -595,12 +611,18 @@ class Driver:
                 if len(frame) > self.buf_size or len(frame) < 14:
                     v.stats["tx_drops"] += 1
                     continue
+                media, peer = self._media(v, local, frame)
+                v.stats["path_" + media] += 1
+                if peer is not None:
+                    if not self.chassis.send(peer, frame, v.vlan):
+                        v.stats["tx_drops"] += 1
+                    continue
                 ring = self._tx_ring_for(v, flows, frame)
                 if v.vlan:
                     frame = tag(frame, v.vlan)
             if batch.take(ring, frame):
                 continue
-            if ring is v.tx:
+            if ring is v.tx and not flows:
                 v.held, v.tx_full = (ring, frame), True
                 break
             queue = v.backlog.setdefault(ring.index, deque())
@@ -613,6 +635,37 @@ class Driver:
             v.stats["tx_frames"] += len(frames)
             v.stats["tx_bytes"] += sum(map(len, frames))
         return batch.count
+
+    def _media(self, v: Vnic, local: set, frame: bytes) -> tuple[str, str | None]:
+        """The path a frame from ``v`` takes, by the media between it and its destination:
+        ``card`` (a VNIC of this card on the same port and VLAN: the card's switch turns it
+        around), ``host`` (a VNIC of another card in the chassis: through host memory, the
+        member named second) or ``wire`` (the rest, broadcast and multicast included)."""
+        dst = int.from_bytes(frame[:6], "big")
+        if dst >> 40 & 1:
+            return "wire", None
+        if (dst, v.vlan, v.port) in local:
+            return "card", None
+        peer = self.chassis.peer_of(dst, v.vlan) if self.chassis is not None else None
+        return ("host", peer) if peer is not None else ("wire", None)
+
+    def _from_host(self) -> int:
+        """Frames peers sent this card's VNICs through host memory, to their TAPs."""
+        frames = self.chassis.receive()
+        for frame, vlan in frames:
+            dst = int.from_bytes(frame[:6], "big")
+            v = next((u for u in self.vnics.values() if u.mac == dst and u.vlan == vlan), None)
+            if v is None:
+                self.chassis.stats["rx_unknown"] += 1
+                continue
+            self.chassis.learn(frame[6:12])
+            if v.tap.write(frame):
+                v.stats["rx_host"] += 1
+                v.stats["rx_frames"] += 1
+                v.stats["rx_bytes"] += len(frame)
+        self.chassis.sync([{"name": u.name, "mac": u.mac, "vlan": u.vlan}
+                           for u in self.vnics.values()])
+        return len(frames)
 
     def _tx_flows(self, v: Vnic) -> list[FlowEntry]:
         """The VNIC's flow entries in table order, if any of them has rings of its own (else

@@ -34,6 +34,7 @@ ECDSA_P256_SHA256, RSA_PSS_SHA256, ED25519 = 0x0403, 0x0804, 0x0807
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA = 20, 21, 22, 23
 CLIENT_HELLO, SERVER_HELLO, NEW_SESSION_TICKET = 1, 2, 4
 ENCRYPTED_EXTENSIONS, CERTIFICATE, CERTIFICATE_VERIFY, FINISHED, KEY_UPDATE = 8, 11, 15, 20, 24
+CERTIFICATE_REQUEST = 13
 EXT_SERVER_NAME, EXT_GROUPS, EXT_SIG_ALGS, EXT_VERSIONS, EXT_KEY_SHARE = 0, 10, 13, 43, 51
 HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
 EMPTY_HASH = hashlib.sha256(b"").digest()
@@ -52,11 +53,14 @@ class Alert:
     DECRYPT_ERROR = 51
     PROTOCOL_VERSION = 70
     INTERNAL_ERROR = 80
+    UNKNOWN_CA = 48
     MISSING_EXTENSION = 109
+    CERTIFICATE_REQUIRED = 116
     NAMES = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
              22: "record_overflow", 40: "handshake_failure", 42: "bad_certificate",
-             47: "illegal_parameter", 50: "decode_error", 51: "decrypt_error",
-             70: "protocol_version", 80: "internal_error", 109: "missing_extension"}
+             47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error",
+             51: "decrypt_error", 70: "protocol_version", 80: "internal_error",
+             109: "missing_extension", 116: "certificate_required"}
 
 
 class TlsError(Exception):
@@ -493,11 +497,13 @@ def _trusted(cert: x509.Certificate, trusted: list[x509.Certificate]) -> bool:
 # --- server ------------------------------------------------------------------------------
 
 def server(sock: socket.socket, crypto: HandshakeCrypto, cert: x509.Certificate,
-           key) -> TlsConnection:
-    """Run the server handshake on an accepted socket, with ``cert`` and its private key."""
+           key, *, client_ca: list[x509.Certificate] | None = None) -> TlsConnection:
+    """Run the server handshake on an accepted socket, with ``cert`` and its private key.
+    With ``client_ca``, the client must present a certificate issued by one of them (or one
+    of them) and prove it holds its key; it is then ``peer_certificate``."""
     conn = TlsConnection(sock, crypto, is_server=True)
     try:
-        _server_handshake(conn, cert, key)
+        _server_handshake(conn, cert, key, client_ca)
     except BaseException:
         conn.close()
         raise
@@ -513,7 +519,8 @@ def _sign(key, content: bytes) -> tuple[int, bytes]:
     return ED25519, key.sign(content)
 
 
-def _server_handshake(conn: TlsConnection, cert: x509.Certificate, key) -> None:
+def _server_handshake(conn: TlsConnection, cert: x509.Certificate, key,
+                      client_ca: list[x509.Certificate] | None = None) -> None:
     c = conn.crypto
     _, body, msg = conn._next_handshake(CLIENT_HELLO)
     r = _Reader(body)
@@ -558,9 +565,14 @@ def _server_handshake(conn: TlsConnection, cert: x509.Certificate, key) -> None:
     conn.write_keys, read_hs = conn._traffic(s_hs), conn._traffic(c_hs)
 
     flight = b""
-    for kind, body in ((ENCRYPTED_EXTENSIONS, _u16(b"")),
-                       (CERTIFICATE, b"\0" + _u24(_u24(cert.public_bytes(Encoding.DER))
-                                                  + _u16(b"")))):
+    messages = [(ENCRYPTED_EXTENSIONS, _u16(b""))]
+    if client_ca is not None:            # (RFC 8446 4.3.2: empty context, the schemes we check)
+        schemes = b"".join(s.to_bytes(2, "big") for s in
+                           (ECDSA_P256_SHA256, RSA_PSS_SHA256, ED25519))
+        messages.append((CERTIFICATE_REQUEST, b"\0" + _u16(_ext(EXT_SIG_ALGS, _u16(schemes)))))
+    messages.append((CERTIFICATE, b"\0" + _u24(_u24(cert.public_bytes(Encoding.DER))
+                                               + _u16(b""))))
+    for kind, body in messages:
         m = _handshake(kind, body)
         conn.transcript += m
         flight += m
@@ -574,12 +586,46 @@ def _server_handshake(conn: TlsConnection, cert: x509.Certificate, key) -> None:
     flight += m
     conn._send_record(HANDSHAKE, flight)
     conn._application_secrets(hs)
+    # From its Finished on, the server writes with its application keys (RFC 8446 7.1: the
+    # client reads them from there), so an alert about the client's flight is readable.
+    conn.write_keys = conn._traffic(conn.app_secrets["s"])
 
     conn.read_keys = read_hs
+    if client_ca is not None:
+        _client_certificate(conn, client_ca)
     expected = conn._finished(c_hs)
     _, body, msg = conn._next_handshake(FINISHED)
     if body != expected:
         conn._fail(Alert.DECRYPT_ERROR, "client Finished does not verify")
     conn.transcript += msg
-    conn._switch_application()
+    conn.read_keys = conn._traffic(conn.app_secrets["c"])
+    conn.established = True
     conn._forget_handshake()
+
+
+def _client_certificate(conn: TlsConnection, client_ca: list[x509.Certificate]) -> None:
+    """The client's Certificate and CertificateVerify (RFC 8446 4.4.2, 4.4.3)."""
+    _, body, msg = conn._next_handshake(CERTIFICATE)
+    r = _Reader(body)
+    if r.vec(1):
+        conn._fail(Alert.ILLEGAL_PARAMETER, "certificate request context is not empty")
+    entries = _Reader(r.vec(3))
+    if entries.done():
+        conn._fail(Alert.CERTIFICATE_REQUIRED, "the client sent no certificate")
+    try:
+        cert = x509.load_der_x509_certificate(entries.vec(3))
+    except ValueError:
+        conn._fail(Alert.BAD_CERTIFICATE, "client certificate does not parse")
+    if not _trusted(cert, client_ca):
+        conn._fail(Alert.UNKNOWN_CA, "client certificate is not issued by a trusted CA")
+    conn.transcript += msg
+    _, body, msg = conn._next_handshake(CERTIFICATE_VERIFY)
+    r = _Reader(body)
+    scheme, signature = r.int(2), r.vec(2)
+    try:
+        _verify_signature(cert, scheme, signature, _signed_content(
+            b"TLS 1.3, client CertificateVerify", conn._hash()))
+    except InvalidSignature:
+        conn._fail(Alert.DECRYPT_ERROR, "client CertificateVerify does not verify")
+    conn.transcript += msg
+    conn.peer_certificate = cert

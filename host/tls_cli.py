@@ -134,6 +134,14 @@ def _serve(args) -> int:
             raise TlsCliError(f"cannot load the certificate or key: {e}") from None
     else:
         cert, key = _self_signed(args.name)
+    client_ca = None
+    if args.client_ca:
+        try:
+            client_ca = x509.load_pem_x509_certificates(Path(args.client_ca).read_bytes())
+        except (OSError, ValueError) as e:
+            raise TlsCliError(f"cannot load --client-ca: {e}") from None
+    if args.subscriptions and client_ca is None:
+        raise TlsCliError("--subscriptions needs --client-ca (the clients' identities)")
     host, port = _host_port(args.listen)
     srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -151,12 +159,15 @@ def _serve(args) -> int:
             crypto = _backend(args)
             started, cpu = time.monotonic(), time.process_time()
             try:
-                conn = tls.server(sock, crypto, cert, key)
+                conn = tls.server(sock, crypto, cert, key, client_ca=client_ca)
             except (tls.TlsError, tls.TlsAlert, ConnectionError, OSError) as e:
                 print(f"{peer[0]}: handshake failed: {e}", file=sys.stderr, flush=True)
                 _close(crypto)
                 continue
             info = _summary(conn, crypto, started, cpu, args)
+            association = _associate(sock, conn, args) if args.subscriptions else None
+            if association:
+                info["association"] = association
             print(json.dumps(info) if args.json else
                   f"{peer[0]}: handshake done in {info['handshake_ms']} ms", file=sys.stderr,
                   flush=True)
@@ -168,7 +179,39 @@ def _serve(args) -> int:
             finally:
                 conn.close()
                 _close(crypto)
+                if association:
+                    _dissociate(association["association"], args)
     return 0
+
+
+def identity_of(cert: x509.Certificate) -> str | None:
+    """A client's identity: its certificate's subject common name."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
+def _associate(sock: socket.socket, conn: tls.TlsConnection, args) -> dict | None:
+    """Ask crossnicd to raise this connection to its client's subscription level (a client
+    with no subscription keeps the VNIC's share; said, not fatal)."""
+    from .admin import AdminError, request
+    identity = identity_of(conn.peer_certificate)
+    local, peer = sock.getsockname(), sock.getpeername()
+    attrs = {"transport": "tcp", "local_ip": local[0], "local_port": str(local[1]),
+             "remote_ip": peer[0], "remote_port": str(peer[1])}
+    try:
+        return request("associate", {"link": None, "attrs": attrs, "identity": identity,
+                                     "source": "tls"}, Path(args.daemon))
+    except AdminError as e:
+        print(f"{peer[0]}: no association for {identity!r}: {e}", file=sys.stderr, flush=True)
+        return None
+
+
+def _dissociate(name: str, args) -> None:
+    from .admin import AdminError, request
+    try:
+        request("dissociate", {"name": name}, Path(args.daemon))
+    except AdminError as e:                  # already ended (idle) or the daemon is gone
+        print(f"association {name}: {e}", file=sys.stderr, flush=True)
 
 
 def _close(crypto: HandshakeCrypto) -> None:
@@ -218,5 +261,10 @@ def add_parser(sub) -> None:
     s.add_argument("--name", default=os.uname().nodename, help="CN of the self-signed cert")
     s.add_argument("--count", type=int, default=0, help="stop after this many clients")
     s.add_argument("--upper", action="store_true", help="echo in upper case")
+    s.add_argument("--client-ca", metavar="PEM",
+                   help="require client certificates issued by these CAs")
+    s.add_argument("--subscriptions", action="store_true",
+                   help="with --client-ca: raise each client's connection to its subscription "
+                        "level (crossnicd's subscribers, by certificate CN) while it lasts")
     common(s)
     s.set_defaults(tls_func=_serve)

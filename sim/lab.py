@@ -11,6 +11,11 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
   (seeded by SPORT) in 8 KiB writes PACE seconds apart, print their SHA-256.
 * ``udp-send ADDR PORT SPORT INTERVAL SECONDS``: a numbered datagram every INTERVAL seconds.
 * ``udp-recv ADDR PORT SECONDS RESULT``: write the arrival time of each number (JSON).
+* ``udp-blast ADDR PORT SPORT SIZE RATE SECONDS``: SIZE-byte datagrams from SPORT at RATE per
+  second (more than a simulated card drains: its queue stays full, the excess is dropped on the
+  host), for congestion a card's scheduler resolves.
+* ``udp-count ADDR PORT SECONDS RESULT``: keep RESULT up to date with the bytes received from
+  each source port (the format of ``tcp-serve``, so :func:`card_rates` reads either).
 """
 
 import hashlib
@@ -28,7 +33,11 @@ from pathlib import Path
 
 from .serve import wait_for_socket
 
-__all__ = ["LabCard", "BondChassis", "sh", "LabError"]
+__all__ = ["LabCard", "BondChassis", "PathChassis", "sh", "LabError", "stream_progress",
+           "card_rates", "CLOCK_HZ"]
+
+#: The card's design clock: rates "in card time" count its cycles (``nic.cycles``).
+CLOCK_HZ = 125e6
 
 
 class LabError(RuntimeError):
@@ -42,8 +51,10 @@ def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 class LabCard:
     """A served card with ``port0`` cabled as given, and its ``crossnicd`` (:meth:`start`)."""
 
-    def __init__(self, tmp: Path, port0: str, port1: str = "none", memory_mb: int = 64):
+    def __init__(self, tmp: Path, port0: str, port1: str = "none", memory_mb: int = 64,
+                 daemon_args: tuple[str, ...] = ()):
         self.tmp = Path(tmp)
+        self.daemon_args = daemon_args
         self.card_sock = self.tmp / "card.sock"
         self.run_dir = Path(tempfile.mkdtemp(prefix="crossnicd-lab-", dir="/run"))
         self.daemon_sock = self.run_dir / "crossnicd.sock"
@@ -62,7 +73,7 @@ class LabCard:
         log = open(self.tmp / "daemon.log", "a")
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "crossnic", "daemon", "--device", f"sim:{self.card_sock}",
-             "--db", str(self.db), "--daemon", str(self.daemon_sock)],
+             "--db", str(self.db), "--daemon", str(self.daemon_sock), *self.daemon_args],
             stdout=log, stderr=subprocess.STDOUT)
         if not wait_for_socket(self.daemon_sock, 300, lambda: self.daemon.poll() is None):
             raise LabError("crossnicd did not come up:\n" +
@@ -174,6 +185,90 @@ class BondChassis:
             sh("ip", "netns", "del", ns, check=False)
 
 
+class PathChassis:
+    """One host with two cards in a chassis (their daemons share a chassis directory), both
+    port 0s cabled to one switch (a bridge in namespace ``ext`` with the station's address):
+    VNICs ``a1``/``a2`` on card A and ``b1`` on card B, each in a VNS of its own. Between a1
+    and a2 the card's switch carries frames, between a1 and b1 host memory, between any of
+    them and the station the wire: the setup of the media-path tests and benchmark."""
+
+    EXT_IP = "10.7.0.100"
+    IPS = {"a1": "10.7.0.11", "a2": "10.7.0.12", "b1": "10.7.0.21"}
+
+    def __init__(self, tmp: Path, tag: str):
+        self.tmp, self.tag = Path(tmp), tag
+        self.ext = f"cnpx{tag}"
+        self.taps = [f"cnp{n}{tag}" for n in "ab"]
+        self.cards: list[LabCard] = []
+        chassis = self.tmp / "chassis"
+        try:
+            for serial, (n, tap) in enumerate(zip("ab", self.taps, strict=True), start=1):
+                (self.tmp / n).mkdir(exist_ok=True)
+                self.cards.append(LabCard(self.tmp / n, f"tap:{tap}", daemon_args=(
+                    "--serial", str(serial), "--chassis", str(chassis))))
+            for c in self.cards:
+                c.start()
+            self._network()
+            for vnic, ip in self.IPS.items():
+                card = self.card(vnic)
+                card.ok("create-vns", self.ns(vnic), "--ip", f"{ip}/24")
+                card.ok("create-vnic", self.vnic(vnic), "--over", "port0", "--vns", self.ns(vnic))
+        except BaseException:
+            self.close()
+            raise
+
+    def card(self, vnic: str) -> LabCard:
+        return self.cards["ab".index(vnic[0])]
+
+    def ns(self, vnic: str) -> str:
+        return f"cnp{vnic}{self.tag}"
+
+    def vnic(self, vnic: str) -> str:
+        return f"v{vnic}"
+
+    def view(self, vnic: str) -> dict:
+        return json.loads(self.card(vnic).ok("show-vnic", self.vnic(vnic), "--json"))[0]
+
+    def _network(self) -> None:
+        sh("ip", "netns", "add", self.ext)
+        sh("ip", "-n", self.ext, "link", "add", "br0", "address", "02:5e:00:00:00:02", "type",
+           "bridge")
+        for tap in self.taps:
+            sh("ip", "link", "set", tap, "netns", self.ext)
+            sh("ip", "-n", self.ext, "link", "set", tap, "master", "br0")
+            sh("ip", "-n", self.ext, "link", "set", tap, "up")
+        sh("ip", "-n", self.ext, "addr", "add", f"{self.EXT_IP}/24", "dev", "br0")
+        sh("ip", "-n", self.ext, "link", "set", "br0", "up")
+
+    def close(self) -> None:
+        for c in self.cards:
+            c.stop()
+        sh("ip", "netns", "del", self.ext, check=False)
+        for vnic in self.IPS:
+            sh("ip", "netns", "del", self.ns(vnic), check=False)
+
+
+def stream_progress(result: Path) -> dict[int, int]:
+    """Bytes received so far per client port, from a ``tcp-serve`` or ``udp-count`` RESULT."""
+    try:
+        return {int(k): v["bytes"] for k, v in json.loads(Path(result).read_text()).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def card_rates(regs, result: Path, seconds: float) -> dict[int, float]:
+    """Bits per second of card time at which a ``tcp-serve`` or ``udp-count`` receives each
+    connection (by client port) over ``seconds`` of wall time: its byte counts against the
+    card's cycle counter (the simulator runs far slower than the card would; card time is
+    what the card's scheduler and rate limits see)."""
+    first = regs.read("nic.cycles"), stream_progress(result)
+    time.sleep(seconds)
+    last = regs.read("nic.cycles"), stream_progress(result)
+    card_seconds = ((last[0] - first[0]) % (1 << 32)) / CLOCK_HZ
+    return {port: (last[1][port] - first[1].get(port, 0)) * 8 / card_seconds
+            for port in last[1]}
+
+
 # --- traffic tools (run in a namespace) --------------------------------------------------------
 def payload(sport: int, size: int) -> bytes:
     return random.Random(sport).randbytes(size)
@@ -267,6 +362,43 @@ def udp_recv(addr: str, port: int, seconds: float, result: str) -> None:
     _save(result, {"ready": True, "done": True, "arrivals": arrivals})
 
 
+def udp_blast(addr: str, port: int, sport: int, size: int, rate: float,
+              seconds: float) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", sport))
+    s.connect((addr, port))
+    data = payload(sport, size)
+    start = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) - start < seconds:
+        try:
+            s.send(data)
+        except OSError:             # a full queue on the host (ENOBUFS): the excess is dropped
+            pass
+        n += 1
+        time.sleep(max(0.0, start + n / rate - now))
+
+
+def udp_count(addr: str, port: int, seconds: float, result: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    s.settimeout(0.2)
+    counts: dict[str, dict] = {}
+    _save(result, counts)
+    end, last = time.monotonic() + seconds, 0.0
+    while time.monotonic() < end:
+        try:
+            data, (_, sport) = s.recvfrom(65536)
+            entry = counts.setdefault(str(sport), {"bytes": 0})
+            entry["bytes"] += len(data)
+        except TimeoutError:
+            pass
+        if time.monotonic() - last > 0.2:
+            last = time.monotonic()
+            _save(result, counts)
+    _save(result, counts)
+
+
 def main(argv: list[str]) -> None:
     tool, *a = argv
     if tool == "tcp-serve":
@@ -277,8 +409,13 @@ def main(argv: list[str]) -> None:
         udp_send(a[0], int(a[1]), int(a[2]), float(a[3]), float(a[4]))
     elif tool == "udp-recv":
         udp_recv(a[0], int(a[1]), float(a[2]), a[3])
+    elif tool == "udp-blast":
+        udp_blast(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]), float(a[5]))
+    elif tool == "udp-count":
+        udp_count(a[0], int(a[1]), float(a[2]), a[3])
     else:
-        raise SystemExit(f"unknown tool {tool!r}: tcp-serve, tcp-send, udp-send, udp-recv")
+        raise SystemExit(f"unknown tool {tool!r}: tcp-serve, tcp-send, udp-send, udp-recv, "
+                         "udp-blast, udp-count")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from crossnic.gateware.nic_core import NicCore
 from crossnic.host.admin import AdminError, request
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
+from crossnic.sim.lab import card_rates, stream_progress
 from crossnic.sim.serve import wait_for_socket
 
 pytestmark = [
@@ -489,6 +490,94 @@ def test_maxbw_limits_a_vnic_in_card_time(setup):
     # unlimited, one VNIC fills the gigabit line: 1046 octets per 1066 byte times (preamble
     # and inter-frame gap) is 981 Mb/s
     assert 0.95 * 981e6 <= wire <= 1.0e9
+
+
+def test_a_subscribers_connection_gets_its_level_under_congestion(setup):
+    """Two UDP connections blast through a VNIC held to 200 Mb/s (card time) and share it;
+    associating one of them with a subscriber's level (priority high, 600M) gives it a flow
+    of its own on the card and it speeds up; when the association ends it falls back to its
+    share. (UDP, so the card's scheduler, not TCP's reaction to a slow simulator, decides;
+    the simulator runs ~8k cycles/s here, so a 15 s window holds tens of frames and the
+    bounds allow a frame or two either way.)"""
+    s = setup
+    s.ok("create-sublevel", "gold", "-p", "priority=high,maxbw=600M")
+    s.ok("add-subscriber", "alice", "--level", "gold")
+    r = s.cli("associate", "--link", f"v{DB}", "--identity", "mallory", "-a", "local_port=1")
+    assert r.returncode == 1 and "no subscriber mallory" in r.stderr
+    s.ok("set-linkprop", "-p", "maxbw=200M", f"v{DB}", "-t")
+    result = s.tmp / "subscription.json"
+    lab = [sys.executable, "-m", "crossnic.sim.lab"]
+    counter = subprocess.Popen(["ip", "netns", "exec", EXT, *lab, "udp-count", "10.9.0.100",
+                                "7400", "600", str(result)])
+    blasts = []
+    try:
+        for _ in range(100):
+            if result.exists():
+                break
+            time.sleep(0.2)
+        blasts = [subprocess.Popen(["ip", "netns", "exec", DB, *lab, "udp-blast", "10.9.0.100",
+                                    "7400", str(port), "1000", "300", "300"])
+                  for port in (47001, 47002)]
+        for _ in range(600):
+            got = stream_progress(result)
+            if len(got) == 2 and min(got.values()) > 10_000:
+                break
+            time.sleep(0.2)
+        with SimDevice(s.card_sock) as dev:
+            regs = Registers(NicCore().regmap(), dev.read32, dev.write32)
+            before = card_rates(regs, result, 15)
+            out = s.ok("associate", "--link", f"v{DB}", "--identity", "alice", "-a",
+                       "transport=udp,local_port=47001,remote_ip=10.9.0.100,remote_port=7400")
+            name = out.split(":")[0]
+            r = s.cli("delete-sublevel", "gold")
+            assert r.returncode == 1 and "in use" in r.stderr
+            time.sleep(2)
+            view = json.loads(s.ok("show-association", "--json"))
+            ring = f"tx_ring[{view[0]['ring']}]"
+            start = regs.read("nic.cycles"), regs.read(f"{ring}.bytes.lo")
+            during = card_rates(regs, result, 15)
+            end = regs.read("nic.cycles"), regs.read(f"{ring}.bytes.lo")
+            # the flow's own ring, by the card's counters: the level's maxbw holds
+            flow_rate = (end[1] - start[1]) * 8 / ((end[0] - start[0]) % (1 << 32) / CLOCK_HZ)
+            view = json.loads(s.ok("show-association", "--json"))
+            assert [(a["association"], a["level"], a["identity"], a["priority"]) for a in view] \
+                == [(name, "gold", "alice", "high")]
+            assert view[0]["tx_frames"] > 20
+            s.ok("dissociate", name)
+            time.sleep(2)
+            after = card_rates(regs, result, 15)
+        print(f"connection 47001 in card time: {before[47001] / 1e6:.1f} Mb/s sharing a 200M "
+              f"VNIC, {during[47001] / 1e6:.1f} Mb/s associated with gold, "
+              f"{after[47001] / 1e6:.1f} Mb/s after; the other: {before[47002] / 1e6:.1f}, "
+              f"{during[47002] / 1e6:.1f}, {after[47002] / 1e6:.1f}; the flow's ring "
+              f"{flow_rate / 1e6:.1f} Mb/s")
+        # (payload rates: 1000 of each 1042 frame bytes the limit counts)
+        assert before[47001] + before[47002] <= 1.15 * 200e6
+        assert before[47001] < 0.7 * 200e6 and after[47001] < 0.7 * 200e6
+        assert 3 * before[47001] < during[47001]
+        assert 0.9 * 600e6 < flow_rate <= 1.05 * 600e6
+        assert during[47002] <= 1.15 * 200e6
+        assert name not in [f["flow"] for f in json.loads(s.ok("show-flow", "--json"))]
+        # A connection that goes quiet loses its association after its idle time.
+        for c in blasts:
+            c.kill()
+        s.ok("associate", "--link", f"v{DB}", "--level", "gold", "--idle", "2", "-a",
+             "transport=udp,local_port=47002")
+        for _ in range(100):
+            if not json.loads(s.ok("show-association", "--json")):
+                break
+            time.sleep(0.2)
+        log = json.loads(s.ok("show-association-log", "--json"))
+        assert [(e["event"], e["why"]) for e in log] == [
+            ("associated", "request"), ("ended", "request"), ("associated", "request"),
+            ("ended", "idle")]
+    finally:
+        for c in blasts:
+            c.kill()
+        counter.kill()
+        s.cli("set-linkprop", "-p", "maxbw=0", f"v{DB}", "-t")
+        s.cli("remove-subscriber", "alice")
+        s.cli("delete-sublevel", "gold")
 
 
 def _children(pid: int) -> list[int]:

@@ -41,6 +41,28 @@ def certs(tmp_path_factory) -> Path:
     return d
 
 
+def _client_cert(d: Path, name: str, ca: str) -> tuple[Path, Path]:
+    """A P-256 client certificate with CN ``name`` issued by CA ``ca`` (in ``d``)."""
+    key, csr, cert = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
+    sh(OPENSSL, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+       "-keyout", str(key), "-out", str(csr), "-nodes", "-subj", f"/CN={name}")
+    sh(OPENSSL, "x509", "-req", "-in", str(csr), "-CA", str(d / f"{ca}.pem"), "-CAkey",
+       str(d / f"{ca}.key"), "-out", str(cert), "-days", "2", "-set_serial", "7")
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def clients(certs) -> Path:
+    """A client CA with clients alice and bob, and a stranger's CA with mallory."""
+    for ca in ("client-ca", "stranger-ca"):
+        sh(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+           "ec_paramgen_curve:prime256v1", "-keyout", str(certs / f"{ca}.key"), "-out",
+           str(certs / f"{ca}.pem"), "-days", "2", "-nodes", "-subj", f"/CN={ca}")
+    for name, ca in (("alice", "client-ca"), ("bob", "client-ca"), ("mallory", "stranger-ca")):
+        _client_cert(certs, name, ca)
+    return certs
+
+
 def _crossnic(*args: str, ns: str | None = None, **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "crossnic", *args]
     if ns:
@@ -70,13 +92,15 @@ def _s_server(ns, port: int, certs: Path) -> subprocess.Popen:
 
 
 def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float,
-              expect: str | None = None) -> str:
+              expect: str | None = None, identity: tuple[Path, Path] | None = None) -> str:
     """openssl s_client's output after sending ``text`` (a list: one write each, 3 s apart,
     as s_client takes one command or message per read) and waiting ``wait`` seconds, or, with
-    ``expect``, until that text has arrived (at most 120 s: a loaded simulator is slow)."""
+    ``expect``, until that text has arrived (at most 120 s: a loaded simulator is slow).
+    ``identity``: a client certificate and its key to present."""
+    mine = ["-cert", str(identity[0]), "-key", str(identity[1])] if identity else []
     p = subprocess.Popen(_in(ns, OPENSSL, "s_client", "-connect", target, "-tls1_3",
                              "-CAfile", str(certs / "cert.pem"), "-servername",
-                             "crossnic-test"),
+                             "crossnic-test", *mine),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
     out: list[str] = []
@@ -157,6 +181,30 @@ def test_openssl_client_with_soft_server(certs):
     assert "Verification: OK" in out, out
     assert "TLSv1.3" in out and "TLS_AES_128_GCM_SHA256" in out
     assert "HELLO CROSSNIC" in out, out + log
+
+
+@needs_openssl
+def test_client_certificates_are_required_and_checked(clients):
+    """A server with --client-ca: a client certificate from that CA is accepted (its subject
+    is the peer), one from another CA gets unknown_ca, none gets certificate_required."""
+    d = clients
+    srv = _listening(_crossnic("tls", "serve", "--backend", "soft", "--listen",
+                               "127.0.0.1:14504", "--count", "3", "--upper", "--cert",
+                               str(d / "cert.pem"), "--key", str(d / "key.pem"),
+                               "--client-ca", str(d / "client-ca.pem"), "--json"))
+    try:
+        ok = _s_client(None, "127.0.0.1:14504", d, "hello\n", 1.0, expect="HELLO",
+                       identity=(d / "alice.pem", d / "alice.key"))
+        stranger = _s_client(None, "127.0.0.1:14504", d, "hello\n", 1.0,
+                             identity=(d / "mallory.pem", d / "mallory.key"))
+        anonymous = _s_client(None, "127.0.0.1:14504", d, "hello\n", 1.0)
+    finally:
+        log = _stop(srv, grace=30)
+    assert "Verification: OK" in ok and "HELLO" in ok, ok + log
+    assert '"peer": "CN=alice"' in log, log
+    assert "unknown ca" in stranger.lower(), stranger
+    assert "certificate required" in anonymous.lower(), anonymous
+    assert "not issued by a trusted CA" in log and "sent no certificate" in log, log
 
 
 @needs_openssl
@@ -257,6 +305,44 @@ def test_openssl_client_with_card_server(card, certs):
     assert "Verification: OK" in out, out + log
     assert "KEYUPDATE" in out and "SECRETS STAY ON THE CARD" in out, out + log
     assert '"backend": "card"' in log
+
+
+@needs_root
+@needs_openssl
+def test_a_clients_tls_handshake_raises_its_connection_to_its_level(card, clients):
+    """With --subscriptions, the server asks crossnicd to associate each client's connection
+    with the level of the identity its certificate proved: a flow of the level's priority on
+    the card while the connection lasts; a client with no subscription keeps the VNIC's."""
+    d = clients
+    card.ok("create-sublevel", "gold", "-p", "priority=high,maxbw=200M")
+    card.ok("add-subscriber", "alice", "--level", "gold")
+    srv = _listening(_crossnic("tls", "serve", "--daemon", str(card.daemon_sock), "--listen",
+                               "0.0.0.0:4435", "--count", "2", "--upper", "--cert",
+                               str(d / "cert.pem"), "--key", str(d / "key.pem"),
+                               "--client-ca", str(d / "client-ca.pem"), "--subscriptions",
+                               "--json", ns=VNS))
+    try:
+        alice = _s_client(EXT, f"{VNS_IP}:4435", d, "gold service\n", 15.0,
+                          expect="GOLD SERVICE", identity=(d / "alice.pem", d / "alice.key"))
+        bob = _s_client(EXT, f"{VNS_IP}:4435", d, "best effort\n", 15.0,
+                        expect="BEST EFFORT", identity=(d / "bob.pem", d / "bob.key"))
+    finally:
+        log = _stop(srv, grace=120)
+        card.cli("remove-subscriber", "alice")
+    assert "GOLD SERVICE" in alice and "BEST EFFORT" in bob, alice + bob + log
+    infos = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert [i["peer"] for i in infos] == ["CN=alice", "CN=bob"], log
+    made = infos[0]["association"]
+    assert (made["level"], made["identity"], made["priority"], made["maxbw"],
+            made["remote_ip"], made["local_port"]) == ("gold", "alice", "high", 200_000_000,
+                                                       EXT_IP, "4435")
+    assert "association" not in infos[1] and "no association for 'bob'" in log, log
+    events = [(e["association"], e["identity"], e["event"], e["why"])
+              for e in json.loads(card.ok("show-association-log", "--json"))]
+    assert events[-2:] == [(made["association"], "alice", "associated", "tls"),
+                           (made["association"], "alice", "ended", "request")]
+    assert json.loads(card.ok("show-association", "--json")) == []
+    card.ok("delete-sublevel", "gold")
 
 
 @needs_root

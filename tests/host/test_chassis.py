@@ -1,0 +1,131 @@
+"""Media-based transfer in a chassis (root): two served cards in one host, their daemons in one
+chassis, both cabled to one switch (:class:`~crossnic.sim.lab.PathChassis`). VNICs of one card
+talk through its switch, VNICs of two cards through host memory between the drivers, anything
+else over the wire; each choice is shown (``show-vnic -o path``) and counted, and the cards'
+own counters prove where the frames went."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from crossnic.sim.lab import PathChassis, sh
+
+pytestmark = [
+    pytest.mark.xdist_group("chassis"),
+    pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                       reason="TAP devices and network namespaces need root"),
+]
+
+SERVER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
+    c, peer = s.accept(); n = 0
+    while chunk := c.recv(65536):
+        n += len(chunk)
+        if n >= int(sys.argv[2]): break
+    c.sendall(b"got %d" % n); c.close()
+""")
+CLIENT = textwrap.dedent("""
+    import socket, sys
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+    c.sendall(bytes(range(256)) * (int(sys.argv[3]) // 256)); print(c.recv(100).decode())
+""")
+
+
+def tcp(server_ns: str, client_ns: str, addr: str, port: int, size: int) -> None:
+    srv = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER,
+                            str(port), str(size)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "listening"
+        r = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENT, addr, str(port),
+               str(size), timeout=180, check=False)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"got {size}"
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+@pytest.fixture(scope="module")
+def chassis(tmp_path_factory):
+    c = PathChassis(tmp_path_factory.mktemp("chassis"), f"{os.getpid() % 10000}")
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def counts(c: PathChassis) -> dict:
+    """Each VNIC's frames by path, and each card's frames on its wire."""
+    out = {v: {k: c.view(v)[k] for k in ("card_frames", "host_frames", "wire_frames",
+                                          "host_rx_frames")} for v in c.IPS}
+    for n, card in zip("ab", c.cards, strict=True):
+        out[n] = json.loads(card.ok("show-phys", "--json"))[0]["tx_frames"]
+    return out
+
+
+def delta(after: dict, before: dict) -> dict:
+    return {k: ({f: v[f] - before[k][f] for f in v} if isinstance(v, dict) else v - before[k])
+            for k, v in after.items()}
+
+
+def test_same_card_goes_through_the_cards_switch(chassis):
+    c = chassis
+    before = counts(c)
+    tcp(c.ns("a2"), c.ns("a1"), c.IPS["a2"], 6001, 32 * 1024)
+    d = delta(counts(c), before)
+    assert d["a1"]["card_frames"] >= 22 and d["a2"]["card_frames"] >= 10
+    assert d["a1"]["host_frames"] == d["a2"]["host_frames"] == 0
+    # only what went to the wire by choice (ARP's broadcasts) left card A's port
+    assert d["a"] <= d["a1"]["wire_frames"] + d["a2"]["wire_frames"] <= 4
+    assert c.view("a1")["path"].split()[0] == "va2:card"
+
+
+def test_another_card_in_the_host_goes_through_host_memory(chassis):
+    c = chassis
+    # no peer VNIC is used before a frame from it proved it shares this card's segment
+    assert "vb1@" not in c.view("a1")["path"]
+    before = counts(c)
+    tcp(c.ns("b1"), c.ns("a1"), c.IPS["b1"], 6002, 256 * 1024)
+    d = delta(counts(c), before)
+    print(f"a1 -> b1: {d}")
+    # 256 KiB is ~180 full-size segments: all but the first frames (ARP) go host memory
+    assert d["a1"]["host_frames"] >= 150 and d["b1"]["host_rx_frames"] >= 150
+    assert d["b1"]["host_frames"] >= 20 and d["a1"]["host_rx_frames"] >= 20
+    assert d["a1"]["card_frames"] == d["b1"]["card_frames"] == 0
+    # neither card's wire carried the connection: what left was chosen for the wire (ARP)
+    assert d["a"] <= d["a1"]["wire_frames"] + d["a2"]["wire_frames"] <= 4
+    assert d["b"] <= d["b1"]["wire_frames"] <= 4
+    assert "vb1@card2:host" in c.view("a1")["path"].split()
+    shown = c.card("a1").ok("show-vnic", "va1", "-p", "-o", "path,host_frames").strip()
+    assert shown.startswith("va2:card vb1@card2:host *:wire:")
+    assert "va1@card1:host" in c.view("b1")["path"].split()
+
+
+def test_other_stations_go_over_the_wire(chassis):
+    c = chassis
+    before = counts(c)
+    tcp(c.ns("a1"), c.ext, c.IPS["a1"], 6003, 16 * 1024)
+    d = delta(counts(c), before)
+    assert d["a1"]["wire_frames"] >= 8 and d["a"] >= d["a1"]["wire_frames"]
+    assert d["a1"]["host_frames"] == d["a1"]["card_frames"] == 0
+    assert c.view("a1")["path"].split()[-1] == "*:wire"
+
+
+def test_a_peer_that_leaves_is_reached_over_the_wire_again(chassis):
+    """Card B's daemon stops: card A drops it from the chassis (its VNICs are gone with it)."""
+    c = chassis
+    c.cards[1].daemon.terminate()
+    assert c.cards[1].daemon.wait(60) == 0
+    for _ in range(50):
+        if "@card2" not in c.view("a1")["path"]:
+            break
+        time.sleep(0.2)
+    assert "@card2" not in c.view("a1")["path"]
+    assert not (c.tmp / "chassis" / "card2.json").exists()
