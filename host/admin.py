@@ -51,6 +51,8 @@ def _print(rows: list[dict], args, columns: list[str]) -> None:
         print(json.dumps(rows, indent=1))
         return
     cols = args.output.split(",") if getattr(args, "output", None) else columns
+    rows = [{k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
+            for r in rows]
     if args.parseable:
         for r in rows:
             print(":".join(str(r.get(c, "")).replace(":", "\\:") for c in cols))
@@ -92,14 +94,19 @@ def _show_phys(args, sock):
     return 0
 
 
+#: Link properties of a VNIC (``-p``).
+LINK_PROPS = {"maxbw", "priority", "forwarding"}
+
+
 def _create_vnic(args, sock):
     props = _props(args.prop)
-    bad = set(props) - {"maxbw", "priority"}
+    bad = set(props) - LINK_PROPS
     if bad:
-        raise AdminError(f"unknown link property {sorted(bad)[0]!r} (maxbw, priority)")
+        raise AdminError(f"unknown link property {sorted(bad)[0]!r} (maxbw, priority, "
+                         "forwarding)")
     r = request("create-vnic", {"name": args.name, "over": args.over, "mac": args.mac,
                                 "vlan": args.vlan, "vns": args.vns, "temporary": args.t,
-                                **props}, sock)
+                                "ips": args.ip, **props}, sock)
     print(f"created VNIC {r['name']} over {r['over']}, MAC {r['mac']}, rings rx "
           f"{r['rx_ring']} / tx {r['tx_ring']}")
     return 0
@@ -120,9 +127,10 @@ def _show_vnic(args, sock):
 
 def _set_linkprop(args, sock):
     props = _props(args.prop)
-    bad = set(props) - {"maxbw", "priority"}
+    bad = set(props) - LINK_PROPS
     if bad or not props:
-        raise AdminError("set-linkprop takes -p maxbw=RATE and/or priority=low|medium|high")
+        raise AdminError("set-linkprop takes -p maxbw=RATE, priority=low|medium|high, "
+                         "forwarding=on|off")
     request("set-linkprop", {"name": args.name, "temporary": args.t, **props}, sock)
     return 0
 
@@ -130,8 +138,9 @@ def _set_linkprop(args, sock):
 def _show_linkprop(args, sock):
     rows = []
     for v in request("show-vnic", {"name": args.name}, sock):
-        for prop in ("maxbw", "priority"):
-            rows.append({"link": v["name"], "property": prop, "value": v[prop]})
+        for prop in ("maxbw", "priority", "forwarding"):
+            value = v[prop] if prop != "forwarding" else "on" if v[prop] else "off"
+            rows.append({"link": v["name"], "property": prop, "value": value})
     _print(rows, args, ["link", "property", "value"])
     return 0
 
@@ -421,7 +430,12 @@ def add_parsers(sub) -> None:
                    help="auto (default), factory, random or xx:xx:xx:xx:xx:xx")
     p.add_argument("--vlan", "-v", type=int, default=0, help="VLAN ID (0: untagged)")
     p.add_argument("--vns", metavar="VNS", help="the VNS instance the VNIC belongs to")
-    p.add_argument("-p", dest="prop", metavar="PROP=VAL,...", help="maxbw=100M,priority=high")
+    p.add_argument("-p", dest="prop", metavar="PROP=VAL,...",
+                   help="maxbw=100M,priority=high,forwarding=on (a forwarding ring: routed "
+                        "frames take the driver's fast path)")
+    p.add_argument("--ip", action="append", metavar="ADDR/PREFIX",
+                   help="an address of the VNIC's own in its VNS (repeatable): the card's "
+                        "local-IP table sends frames to it to the VNIC's local ring")
     p = cmd("delete-vnic", _delete("vnic"), "delete a VNIC", temp=True)
     p.add_argument("name")
     p = cmd("show-vnic", _show_vnic, "show VNICs", show=True)

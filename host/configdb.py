@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS vnic (
     vlan INTEGER NOT NULL,
     vns TEXT REFERENCES vns(name),
     priority TEXT NOT NULL,
-    maxbw INTEGER NOT NULL
+    maxbw INTEGER NOT NULL,
+    ips TEXT NOT NULL DEFAULT '[]',         -- JSON list of the VNIC's own "addr/len"
+    forwarding INTEGER NOT NULL DEFAULT 0   -- a forwarding ring of its own
 );
 CREATE TABLE IF NOT EXISTS flow (
     name TEXT PRIMARY KEY,
@@ -92,6 +94,11 @@ class ConfigDb:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(flow)")}
             if "maxbw" not in columns:          # a database from before flows had maxbw
                 self.db.execute("ALTER TABLE flow ADD COLUMN maxbw INTEGER NOT NULL DEFAULT 0")
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(vnic)")}
+            if "ips" not in columns:            # from before VNICs had addresses of their own
+                self.db.execute("ALTER TABLE vnic ADD COLUMN ips TEXT NOT NULL DEFAULT '[]'")
+                self.db.execute("ALTER TABLE vnic ADD COLUMN forwarding INTEGER NOT NULL "
+                                "DEFAULT 0")
 
     # --- VNS ------------------------------------------------------------------------------
     def put_vns(self, name: str, vns_id: int, ips: list[str], routes: list[list[str]],
@@ -113,10 +120,13 @@ class ConfigDb:
 
     # --- VNICs ----------------------------------------------------------------------------
     def put_vnic(self, name: str, port: int, mac: int, vlan: int, vns: str | None,
-                 priority: str, maxbw: int) -> None:
+                 priority: str, maxbw: int, *, ips: list[str] | None = None,
+                 forwarding: bool = False) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO vnic VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (name, port, mac, vlan, vns, priority, maxbw))
+            self.db.execute("INSERT OR REPLACE INTO vnic (name, port, mac, vlan, vns, priority, "
+                            "maxbw, ips, forwarding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (name, port, mac, vlan, vns, priority, maxbw,
+                             json.dumps(ips or []), int(forwarding)))
 
     def delete_vnic(self, name: str) -> None:
         with self.db:
@@ -124,10 +134,11 @@ class ConfigDb:
             self.db.execute("DELETE FROM vnic WHERE name = ?", (name,))
 
     def vnics(self) -> list[dict]:
-        rows = self.db.execute("SELECT name, port, mac, vlan, vns, priority, maxbw FROM vnic "
-                               "ORDER BY rowid").fetchall()
-        return [dict(zip(("name", "port", "mac", "vlan", "vns", "priority", "maxbw"), r,
-                         strict=True)) for r in rows]
+        rows = self.db.execute("SELECT name, port, mac, vlan, vns, priority, maxbw, ips, "
+                               "forwarding FROM vnic ORDER BY rowid").fetchall()
+        keys = ("name", "port", "mac", "vlan", "vns", "priority", "maxbw", "ips", "forwarding")
+        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8])), strict=True))
+                for r in rows]
 
     # --- flows ----------------------------------------------------------------------------
     def put_flow(self, name: str, link: str, attrs: dict, priority: str,

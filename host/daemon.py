@@ -99,6 +99,30 @@ def parse_size(text: str | int) -> int:
         raise RequestError(f"not a size: {text!r} (e.g. 4M)") from None
 
 
+def _addresses(ips) -> list[str]:
+    """A VNIC's own addresses, each ``addr/len``, checked."""
+    if ips is None:
+        return []
+    if not isinstance(ips, list) or not all(isinstance(a, str) for a in ips):
+        raise RequestError("ips is a list of ADDRESS/PREFIX")
+    for a in ips:
+        try:
+            if "/" not in a:
+                raise ValueError
+            ipaddress.ip_interface(a)
+        except ValueError:
+            raise RequestError(f"not an ADDRESS/PREFIX: {a!r}") from None
+    return ips
+
+
+def _on_off(prop: str, value) -> bool:
+    if value in (True, False, None):
+        return bool(value)
+    if value in ("on", "off"):
+        return value == "on"
+    raise RequestError(f"{prop} is on or off, not {value!r}")
+
+
 def _name(kind: str, name: str) -> str:
     if not netns.valid_ifname(name):
         raise RequestError(f"{kind} name {name!r}: 1-15 letters, digits, '-', '_' or '.'")
@@ -138,6 +162,7 @@ class Daemon:
         self.vns: dict[str, dict] = {}            # name -> params (+ "temporary")
         self.temporary: set[str] = set()          # objects created with -t
         self.flows: dict[str, dict] = {}
+        self.vnic_ips: dict[str, list[str]] = {}  # VNIC -> its own addresses ("addr/len")
         self._stop = threading.Event()
         self.lost: str | None = None              # why the device went away, if it did
         self.sessions: list[dict] = []            # offload sessions (a slot range each)
@@ -158,7 +183,8 @@ class Daemon:
             try:
                 self.create_vnic(v["name"], over=f"port{v['port']}", mac=mac_text(v["mac"]),
                                  vlan=v["vlan"], vns=v["vns"], priority=v["priority"],
-                                 maxbw=v["maxbw"], store=False)
+                                 maxbw=v["maxbw"], ips=v["ips"], forwarding=v["forwarding"],
+                                 store=False)
             except (RequestError, netns.NetError, DriverError) as e:
                 log.error("could not restore VNIC %s: %s", v["name"], e)
         for f in self.db.flows():
@@ -320,6 +346,7 @@ class Daemon:
     # --- VNICs ----------------------------------------------------------------------------
     def create_vnic(self, name: str, *, over: str, mac: str = "auto", vlan: int = 0,
                     vns: str | None = None, priority: str = "medium", maxbw=0,
+                    ips: list[str] | None = None, forwarding=False,
                     temporary: bool = False, store: bool = True) -> dict:
         with self.lock:
             _name("VNIC", name)
@@ -336,6 +363,10 @@ class Daemon:
             rate = parse_rate(maxbw)
             params = self._vns(vns) if vns else None
             mac_int = self._mac(mac)
+            ips = _addresses(ips)
+            forwarding = _on_off("forwarding", forwarding)
+            if (ips or forwarding) and not params:
+                raise RequestError("addresses and forwarding need the VNIC in a VNS (--vns)")
             undo = _Undo()
             try:
                 tap = netns.Tap(name)
@@ -347,16 +378,31 @@ class Daemon:
                 undo.add(self.driver.remove_vnic, name)
                 if params:
                     self._join_vns(name, params, undo)
+                    for a in ips:
+                        netns.ip("addr", "add", a, "dev", name, ns=params["name"])
+                        self.driver.add_local_ip(name, a.split("/")[0])
+                    if forwarding:
+                        self._set_forwarding(name, True)
                 else:
                     netns.ip("link", "set", "dev", name, "up")
             except (netns.NetError, DriverError, ValueError) as e:
                 undo.rollback()
                 raise RequestError(str(e)) from None
+            self.vnic_ips[name] = ips
             if temporary:
                 self.temporary.add(f"vnic:{name}")
             elif store:
-                self.db.put_vnic(name, port, mac_int, vlan, vns, priority, rate)
+                self.db.put_vnic(name, port, mac_int, vlan, vns, priority, rate, ips=ips,
+                                 forwarding=forwarding)
             return self._vnic_view(name)
+
+    def _set_forwarding(self, name: str, on: bool) -> None:
+        """A forwarding ring for the VNIC (and IPv4 forwarding in its VNS, for the frames the
+        fast path leaves to the stack), or not."""
+        self.driver.set_forwarding(name, on)
+        vns = self.driver.forwarder.vns_of(name)
+        if on and vns:
+            netns.set_sysctl(vns, "net.ipv4.ip_forward", "1")
 
     def _join_vns(self, name: str, params: dict, undo: _Undo) -> None:
         ns = params["name"]
@@ -373,6 +419,7 @@ class Daemon:
                 netns.ip("route", "add", dest, *(["via", gw] if gw else ["dev", name]), ns=ns)
         params["vnics"].append(name)
         undo.add(params["vnics"].remove, name)
+        self.driver.forwarder.attach(name, ns)
 
     def delete_vnic(self, name: str, *, temporary: bool = False) -> None:
         with self.lock:
@@ -382,6 +429,7 @@ class Daemon:
                     self.remove_flow(fname, temporary=temporary)
             tap = self.driver.remove_vnic(name)
             tap.close()                 # the TAP interface goes with its last file descriptor
+            self.vnic_ips.pop(name, None)
             for params in self.vns.values():
                 if name in params["vnics"]:
                     params["vnics"].remove(name)
@@ -423,7 +471,10 @@ class Daemon:
                 "vns": vns, "vns_id": v.vns_id, "priority": v.priority.name.lower(),
                 "maxbw": v.maxbw, "vnic_id": v.index, "rx_ring": v.rx.index,
                 "tx_ring": v.tx.index, "temporary": f"vnic:{name}" in self.temporary,
-                **self._paths(v)}
+                "ips": self.vnic_ips.get(name, []), "forwarding": v.fwd is not None,
+                "forward_ring": v.fwd.index if v.fwd is not None else v.rx.index,
+                "fwd_fast": v.stats["fwd_fast"], "fwd_slow": v.stats["fwd_slow"],
+                "fwd_drops": v.stats["fwd_drops"], **self._paths(v)}
 
     def _paths(self, v) -> dict:
         """Media-based transfer: the path to each VNIC this one can reach other than by the
@@ -441,21 +492,28 @@ class Daemon:
                 "chassis": c.member if c is not None else None}
 
     def set_linkprop(self, name: str, *, priority: str | None = None, maxbw=None,
-                     temporary: bool = False) -> dict:
+                     forwarding=None, temporary: bool = False) -> dict:
         with self.lock:
             self._driver_vnic(name)
             if priority is not None and priority not in PRIORITIES:
                 raise RequestError(f"priority is low, medium or high, not {priority!r}")
             rate = parse_rate(maxbw) if maxbw is not None else None
+            if forwarding is not None:
+                forwarding = _on_off("forwarding", forwarding)
+                if forwarding and self.driver.forwarder.vns_of(name) is None:
+                    raise RequestError("forwarding needs the VNIC in a VNS")
             try:
                 self.driver.set_vnic(name, priority=PRIORITIES.get(priority), maxbw=rate)
-            except (DriverError, ValueError) as e:
+                if forwarding is not None:
+                    self._set_forwarding(name, forwarding)
+            except (DriverError, ValueError, netns.NetError) as e:
                 raise RequestError(str(e)) from None
             view = self._vnic_view(name)
             if not temporary and not view["temporary"]:
                 v = self.driver.vnics[name]
                 self.db.put_vnic(name, v.port, v.mac, v.vlan, view["vns"],
-                                 v.priority.name.lower(), v.maxbw)
+                                 v.priority.name.lower(), v.maxbw, ips=view["ips"],
+                                 forwarding=view["forwarding"])
             return view
 
     # --- flows (flowadm) --------------------------------------------------------------------

@@ -41,6 +41,7 @@ from .classifier import (
     vnic_writes,
 )
 from .device import Device, DmaBuffer
+from .forwarding import Forwarder
 from .offload import OffloadQueue
 from .registers import Registers
 from .rings import RxRing, TxRing
@@ -85,7 +86,10 @@ class Vnic:
     backlog: dict[int, deque] = field(default_factory=dict)     # ring -> frames waiting for room
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ["rx_frames", "rx_bytes", "rx_flooded", "tx_frames", "tx_bytes", "tx_drops",
-         "path_card", "path_host", "path_wire", "rx_host"], 0))
+         "path_card", "path_host", "path_wire", "rx_host", "fwd_fast", "fwd_slow",
+         "fwd_drops"], 0))
+    fwd: RxRing | None = None      # the forwarding ring, when the VNIC routes (forwarding=on)
+    fwd_buffers: list[DmaBuffer] = field(default_factory=list)
 
 
 class _TxBatch:
@@ -152,6 +156,8 @@ class Driver:
         self.flood_hooks: list = []
         #: this card's membership of a chassis (:mod:`~crossnic.host.chassis`), if any
         self.chassis: Chassis | None = None
+        #: the router VNS instances' fast path for frames of forwarding rings
+        self.forwarder = Forwarder()
         # VF windows a driver before us left open are shut before the rings are reset, so no
         # guest re-arms a ring between its reset and its VF's; the rings stay held meanwhile.
         for n in range(self.regs.read_field("nic.features", "vfs")):
@@ -402,7 +408,31 @@ class Driver:
 
     @staticmethod
     def _settings(v: Vnic) -> VnicSettings:
-        return VnicSettings(True, v.priority, v.vns_id, v.rx.index, v.rx.index)
+        forward = v.fwd.index if v.fwd is not None else v.rx.index
+        return VnicSettings(True, v.priority, v.vns_id, v.rx.index, forward)
+
+    def set_forwarding(self, name: str, on: bool) -> None:
+        """Give VNIC ``name`` a forwarding ring of its own (frames to its MAC but not to one of
+        its local IPs: :mod:`~crossnic.host.forwarding`), or take it back: then every frame
+        shares its one receive ring again."""
+        with self.lock:
+            v = self._vnic(name)
+            if on and v.fwd is None:
+                if not self._free_rings:
+                    raise DriverError("no free ring for the forwarding ring")
+                index = self._free_rings[0]
+                ring, buffers = self._rx_ring(index)
+                self._free_rings.pop(0)
+                self._start_rx(ring)
+                v.fwd, v.fwd_buffers = ring, buffers
+                self._by_rx[index] = v
+                self._write(vnic_writes(v.index, self._settings(v)))
+            elif not on and v.fwd is not None:
+                ring, v.fwd = v.fwd, None
+                self._write(vnic_writes(v.index, self._settings(v)))
+                del self._by_rx[ring.index]
+                self._release_ring(ring.index, v.fwd_buffers)
+                v.fwd_buffers = []
 
     def remove_vnic(self, name: str):
         """Take VNIC ``name`` off the card; returns its TAP (the caller closes it)."""
@@ -416,6 +446,10 @@ class Driver:
             del self.vnics[name]
             del self._by_rx[v.rx.index]
             self._release_ring(v.rx.index, v.buffers)
+            if v.fwd is not None:
+                del self._by_rx[v.fwd.index]
+                self._release_ring(v.fwd.index, v.fwd_buffers)
+            self.forwarder.attach(name, None)
             self._free_vnics.append(v.index)
             self._free_vnics.sort()
             return v.tap
@@ -529,6 +563,8 @@ class Driver:
             moved += self._receive(self.flood, flood=True)
             for v in list(self.vnics.values()):
                 moved += self._receive(v.rx)
+                if v.fwd is not None:
+                    moved += self._receive(v.fwd, forward=True)
                 moved += self._transmit(v)
             for f in list(self._flow_rings.values()):
                 moved += self._receive(f.rx)
@@ -542,13 +578,15 @@ class Driver:
                     self._vector_callbacks[vec]()
         return moved
 
-    def _receive(self, ring: RxRing, flood: bool = False) -> int:
+    def _receive(self, ring: RxRing, flood: bool = False, forward: bool = False) -> int:
         done, doorbell = ring.poll(self.dev.mem_read)
         if not done:
             return 0
         for c, frame in done:
             if flood:
                 self._fan_out(c, frame)
+            elif forward:
+                self._forward(self._by_rx[ring.index], frame)
             else:
                 v = self._by_rx.get(ring.index)
                 if v is not None and v.vlan:
@@ -560,6 +598,29 @@ class Driver:
                     v.stats["rx_bytes"] += len(frame)
         self._write([*doorbell, *ring.post(self.dev.mem_write)])
         return len(done)
+
+    def _forward(self, v: Vnic, frame: bytes) -> None:
+        """A frame of ``v``'s forwarding ring: routed by the fast path straight into the
+        transmit queue of the VNIC its route names, or (what the fast path leaves) up ``v``'s
+        stack through its TAP."""
+        if v.vlan:
+            frame = untag(frame)
+        hop = self.forwarder.route(v.name, frame)
+        out = self.vnics.get(hop[0]) if hop is not None else None
+        if out is None:
+            if v.tap.write(frame):
+                v.stats["fwd_slow"] += 1
+            return
+        _, mac, packet = hop
+        frame = mac + out.mac.to_bytes(6, "big") + packet
+        if out.vlan:
+            frame = tag(frame, out.vlan)
+        queue = out.backlog.setdefault(out.tx.index, deque())
+        if len(queue) < out.tx.size:
+            queue.append(frame)
+            v.stats["fwd_fast"] += 1
+        else:
+            v.stats["fwd_drops"] += 1
 
     def _fan_out(self, c: dict, frame: bytes) -> None:
         """A flooded frame to every VNIC of its port and VLAN except the sender."""

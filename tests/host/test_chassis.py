@@ -82,8 +82,9 @@ def test_same_card_goes_through_the_cards_switch(chassis):
     d = delta(counts(c), before)
     assert d["a1"]["card_frames"] >= 22 and d["a2"]["card_frames"] >= 10
     assert d["a1"]["host_frames"] == d["a2"]["host_frames"] == 0
-    # only what went to the wire by choice (ARP's broadcasts) left card A's port
-    assert d["a"] <= d["a1"]["wire_frames"] + d["a2"]["wire_frames"] <= 4
+    # only what went to the wire by choice (broadcast and multicast: ARP, IPv6's neighbour
+    # discovery) left card A's port, far fewer than the connection's segments
+    assert d["a"] <= d["a1"]["wire_frames"] + d["a2"]["wire_frames"] < d["a1"]["card_frames"] / 2
     assert c.view("a1")["path"].split()[0] == "va2:card"
 
 
@@ -97,14 +98,16 @@ def test_another_card_in_the_host_goes_through_host_memory(chassis):
     print(f"a1 -> b1: {d}")
     # 256 KiB is ~180 full-size segments: all but the first frames (ARP) go host memory
     assert d["a1"]["host_frames"] >= 150 and d["b1"]["host_rx_frames"] >= 150
-    assert d["b1"]["host_frames"] >= 20 and d["a1"]["host_rx_frames"] >= 20
+    # (and its ACKs back, as many as TCP chose to send)
+    assert d["b1"]["host_frames"] >= 5 and d["a1"]["host_rx_frames"] >= 5
     assert d["a1"]["card_frames"] == d["b1"]["card_frames"] == 0
-    # neither card's wire carried the connection: what left was chosen for the wire (ARP)
-    assert d["a"] <= d["a1"]["wire_frames"] + d["a2"]["wire_frames"] <= 4
-    assert d["b"] <= d["b1"]["wire_frames"] <= 4
+    # neither card's wire carried the connection: what left was chosen for the wire (ARP,
+    # neighbour discovery)
+    assert d["a"] <= d["a1"]["wire_frames"] + d["a2"]["wire_frames"] < d["a1"]["host_frames"] / 4
+    assert d["b"] <= d["b1"]["wire_frames"] < d["a1"]["host_frames"] / 4
     assert "vb1@card2:host" in c.view("a1")["path"].split()
     shown = c.card("a1").ok("show-vnic", "va1", "-p", "-o", "path,host_frames").strip()
-    assert shown.startswith("va2:card vb1@card2:host *:wire:")
+    assert shown.startswith("va2\\:card vb1@card2\\:host *\\:wire:")   # (-p escapes ':')
     assert "va1@card1:host" in c.view("b1")["path"].split()
 
 

@@ -136,6 +136,12 @@ def tcp(server_ns: str, client_ns: str, addr: str, port: int, size: int = 64 * 1
         srv.wait()
 
 
+def vnic_config(s: Setup) -> list[dict]:
+    """show-vnic without its live counters (frames by path, forwarding)."""
+    return [{k: v for k, v in r.items() if not k.endswith("_frames") and not k.startswith("fwd_")}
+            for r in json.loads(s.ok("show-vnic", "--json"))]
+
+
 def test_vns_and_vnics_carry_tcp_through_the_card(setup):
     s = setup
     s.ok("create-vns", WEB, "--ip", "10.9.0.1/24", "--mtu", "1500")
@@ -215,8 +221,8 @@ def test_vnics_in_a_vlan(setup):
 def test_bad_requests_change_nothing(setup):
     s = setup
     before_ns = sh("ip", "netns", "list").stdout
-    before = s.ok("show-vnic", "--json")
-    web_mac = json.loads(before)[0]["mac"]
+    before = vnic_config(s)
+    web_mac = before[0]["mac"]
     for args, message in [
         (("create-vnic", "vx", "--over", "port0", "--mac", web_mac), "already used in VLAN 0"),
         (("create-vns", "nsx", "--ip", "10.9.0.1/24"), "already an address of VNS " + WEB),
@@ -241,7 +247,7 @@ def test_bad_requests_change_nothing(setup):
         assert "Traceback" not in r.stderr
     r = s.cli("create-vnic", "vx")                        # argparse: --over is required
     assert r.returncode == 2
-    assert s.ok("show-vnic", "--json") == before
+    assert vnic_config(s) == before
     assert sh("ip", "netns", "list").stdout == before_ns
     assert "vx" not in sh("ip", "link").stdout
 
@@ -303,7 +309,7 @@ def test_exhausted_tables_are_refused_and_change_nothing(setup):
     """The card's tables run out as the CLI promises: a clear refusal, nothing half-made. Flows
     outlast receive rings (a flow then shares its VNIC's ring)."""
     s = setup
-    before = s.ok("show-vnic", "--json")
+    before = vnic_config(s)
     sock = s.daemon_sock
     # the local-IP table (16 entries, two in use): a VNS with more addresses cannot get a VNIC
     full = f"cnfull{TAG}"
@@ -329,7 +335,7 @@ def test_exhausted_tables_are_refused_and_change_nothing(setup):
     finally:
         for name in made:
             request("delete-vnic", {"name": name, "temporary": True}, sock)
-    assert s.ok("show-vnic", "--json") == before
+    assert vnic_config(s) == before
     # the flow table (64 entries): the first flows get rings of their own, the last share
     flows = []
     bw_refused = False
@@ -371,8 +377,8 @@ def test_exhausted_tables_are_refused_and_change_nothing(setup):
 def test_show_commands_and_who_may_ask(setup):
     s = setup
     props = json.loads(s.ok("show-linkprop", f"v{WEB}", "--json"))
-    assert {(p["property"], p["value"]) for p in props} == {("maxbw", 500_000_000),
-                                                             ("priority", "high")}
+    assert {(p["property"], p["value"]) for p in props} == {
+        ("maxbw", 500_000_000), ("priority", "high"), ("forwarding", "off")}
     vns = {v["name"]: v for v in json.loads(s.ok("show-vns", "--json"))}
     assert vns[DB]["sysctls"] == {"net.ipv4.ip_default_ttl": "33"}
     assert vns[WEB]["vnics"] == [f"v{WEB}"] and vns[WEB]["vns_id"] != vns[DB]["vns_id"]
@@ -508,19 +514,21 @@ def test_a_subscribers_connection_gets_its_level_under_congestion(setup):
     result = s.tmp / "subscription.json"
     lab = [sys.executable, "-m", "crossnic.sim.lab"]
     counter = subprocess.Popen(["ip", "netns", "exec", EXT, *lab, "udp-count", "10.9.0.100",
-                                "7400", "600", str(result)])
+                                "7400", "3600", str(result)])
     blasts = []
     try:
         for _ in range(100):
             if result.exists():
                 break
             time.sleep(0.2)
+        # (the tools run until killed: on a loaded machine the test outlasts any fixed time)
         blasts = [subprocess.Popen(["ip", "netns", "exec", DB, *lab, "udp-blast", "10.9.0.100",
-                                    "7400", str(port), "1000", "300", "300"])
+                                    "7400", str(port), "1000", "300", "3600"])
                   for port in (47001, 47002)]
         for _ in range(600):
             got = stream_progress(result)
-            if len(got) == 2 and min(got.values()) > 10_000:
+            # (the VNIC's queues fill at once: both share it from their first frames)
+            if len(got) == 2:
                 break
             time.sleep(0.2)
         with SimDevice(s.card_sock) as dev:

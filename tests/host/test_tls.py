@@ -372,7 +372,7 @@ def test_tampered_records_get_bad_record_mac(card, certs):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert relay.stdout.readline().startswith("listening")
-        out = _s_client(EXT, f"{EXT_IP}:4443", certs, "x\n", 10.0)
+        out = _s_client(EXT, f"{EXT_IP}:4443", certs, "x\n", 10.0, expect="bad record mac")
     finally:
         relay_log, log = _stop(relay), _stop(srv, grace=120)
     assert "c2s 23 tampered" in relay_log, relay_log
