@@ -444,29 +444,7 @@ def _client_handshake(conn: TlsConnection, server_name: str | None,
     _, body, msg = conn._next_handshake(ENCRYPTED_EXTENSIONS)
     _extensions(_Reader(body).vec(2))
     conn.transcript += msg
-    _, body, msg = conn._next_handshake(CERTIFICATE)
-    r = _Reader(body)
-    r.vec(1)
-    entries = _Reader(r.vec(3))
-    if entries.done():
-        conn._fail(Alert.DECODE_ERROR, "empty certificate list")
-    try:
-        cert = x509.load_der_x509_certificate(entries.vec(3))
-    except ValueError:
-        conn._fail(Alert.BAD_CERTIFICATE, "certificate does not parse")
-    conn.peer_certificate = cert
-    if trusted is not None and not _trusted(cert, trusted):
-        conn._fail(Alert.BAD_CERTIFICATE, "certificate is not trusted")
-    conn.transcript += msg
-    _, body, msg = conn._next_handshake(CERTIFICATE_VERIFY)
-    r = _Reader(body)
-    scheme, signature = r.int(2), r.vec(2)
-    try:
-        _verify_signature(cert, scheme, signature, _signed_content(
-            b"TLS 1.3, server CertificateVerify", conn._hash()))
-    except InvalidSignature:
-        conn._fail(Alert.DECRYPT_ERROR, "CertificateVerify does not verify")
-    conn.transcript += msg
+    _peer_certificate(conn, "server", trusted, Alert.DECODE_ERROR, Alert.BAD_CERTIFICATE)
     expected = conn._finished(s_hs)
     _, body, msg = conn._next_handshake(FINISHED)
     if body != expected:
@@ -592,7 +570,8 @@ def _server_handshake(conn: TlsConnection, cert: x509.Certificate, key,
 
     conn.read_keys = read_hs
     if client_ca is not None:
-        _client_certificate(conn, client_ca)
+        _peer_certificate(conn, "client", client_ca, Alert.CERTIFICATE_REQUIRED,
+                          Alert.UNKNOWN_CA)
     expected = conn._finished(c_hs)
     _, body, msg = conn._next_handshake(FINISHED)
     if body != expected:
@@ -603,29 +582,32 @@ def _server_handshake(conn: TlsConnection, cert: x509.Certificate, key,
     conn._forget_handshake()
 
 
-def _client_certificate(conn: TlsConnection, client_ca: list[x509.Certificate]) -> None:
-    """The client's Certificate and CertificateVerify (RFC 8446 4.4.2, 4.4.3)."""
+def _peer_certificate(conn: TlsConnection, peer: str, trusted: list[x509.Certificate] | None,
+                      missing: Alert, untrusted: Alert) -> None:
+    """The peer's Certificate and CertificateVerify (RFC 8446 4.4.2, 4.4.3): one certificate
+    that parses, chains to ``trusted`` (None: any) and has signed the transcript so far.
+    ``missing``/``untrusted``: the alerts RFC 8446 names for the server's or client's case."""
     _, body, msg = conn._next_handshake(CERTIFICATE)
     r = _Reader(body)
-    if r.vec(1):
+    if r.vec(1):                    # empty within a handshake, in either direction
         conn._fail(Alert.ILLEGAL_PARAMETER, "certificate request context is not empty")
     entries = _Reader(r.vec(3))
     if entries.done():
-        conn._fail(Alert.CERTIFICATE_REQUIRED, "the client sent no certificate")
+        conn._fail(missing, f"the {peer} sent no certificate")
     try:
         cert = x509.load_der_x509_certificate(entries.vec(3))
     except ValueError:
-        conn._fail(Alert.BAD_CERTIFICATE, "client certificate does not parse")
-    if not _trusted(cert, client_ca):
-        conn._fail(Alert.UNKNOWN_CA, "client certificate is not issued by a trusted CA")
+        conn._fail(Alert.BAD_CERTIFICATE, f"{peer} certificate does not parse")
+    if trusted is not None and not _trusted(cert, trusted):
+        conn._fail(untrusted, f"{peer} certificate is not issued by a trusted CA")
     conn.transcript += msg
     _, body, msg = conn._next_handshake(CERTIFICATE_VERIFY)
     r = _Reader(body)
     scheme, signature = r.int(2), r.vec(2)
     try:
         _verify_signature(cert, scheme, signature, _signed_content(
-            b"TLS 1.3, client CertificateVerify", conn._hash()))
+            f"TLS 1.3, {peer} CertificateVerify".encode(), conn._hash()))
     except InvalidSignature:
-        conn._fail(Alert.DECRYPT_ERROR, "client CertificateVerify does not verify")
+        conn._fail(Alert.DECRYPT_ERROR, f"{peer} CertificateVerify does not verify")
     conn.transcript += msg
     conn.peer_certificate = cert

@@ -62,14 +62,17 @@ def _summary(conn: tls.TlsConnection, crypto: HandshakeCrypto, started: float, c
     return out
 
 
+def _certificates(path: str, option: str) -> list[x509.Certificate]:
+    """The PEM certificates an option names (trust anchors), or a clear error."""
+    try:
+        return x509.load_pem_x509_certificates(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        raise TlsCliError(f"cannot read {option} {path}: {e}") from None
+
+
 def _connect(args) -> int:
     host, port = _host_port(args.target)
-    trusted = None
-    if args.cafile:
-        try:
-            trusted = x509.load_pem_x509_certificates(Path(args.cafile).read_bytes())
-        except (OSError, ValueError) as e:
-            raise TlsCliError(f"cannot read --cafile {args.cafile}: {e}") from None
+    trusted = _certificates(args.cafile, "--cafile") if args.cafile else None
     try:
         sock = socket.create_connection((host, port), timeout=args.timeout)
     except OSError as e:
@@ -134,12 +137,7 @@ def _serve(args) -> int:
             raise TlsCliError(f"cannot load the certificate or key: {e}") from None
     else:
         cert, key = _self_signed(args.name)
-    client_ca = None
-    if args.client_ca:
-        try:
-            client_ca = x509.load_pem_x509_certificates(Path(args.client_ca).read_bytes())
-        except (OSError, ValueError) as e:
-            raise TlsCliError(f"cannot load --client-ca: {e}") from None
+    client_ca = _certificates(args.client_ca, "--client-ca") if args.client_ca else None
     if args.subscriptions and client_ca is None:
         raise TlsCliError("--subscriptions needs --client-ca (the clients' identities)")
     host, port = _host_port(args.listen)

@@ -93,9 +93,10 @@ def _s_server(ns, port: int, certs: Path) -> subprocess.Popen:
 
 def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float,
               expect: str | None = None, identity: tuple[Path, Path] | None = None) -> str:
-    """openssl s_client's output after sending ``text`` (a list: one write each, 3 s apart,
-    as s_client takes one command or message per read) and waiting ``wait`` seconds, or, with
-    ``expect``, until that text has arrived (at most 120 s: a loaded simulator is slow).
+    """openssl s_client's output after its handshake, sending ``text`` (a list: one write
+    each, 3 s apart, as s_client takes one command or message per read) and waiting ``wait``
+    seconds, or, with ``expect``, until that text has arrived (at most 120 s: a loaded
+    simulator is slow).
     ``identity``: a client certificate and its key to present."""
     mine = ["-cert", str(identity[0]), "-key", str(identity[1])] if identity else []
     p = subprocess.Popen(_in(ns, OPENSSL, "s_client", "-connect", target, "-tls1_3",
@@ -107,7 +108,13 @@ def _s_client(ns, target: str, certs: Path, text: str | list[str], wait: float,
     reader = threading.Thread(target=lambda: out.extend(iter(p.stdout.readline, "")),
                               daemon=True)
     reader.start()
-    time.sleep(wait)
+    # write only once the handshake is done: s_client reads its input then, and two writes
+    # that wait in the pipe arrive as one read (a "k" command would swallow the message)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and p.poll() is None and \
+            "Verify return code" not in "".join(out):
+        time.sleep(0.2)
+    time.sleep(1.0)
     for k, part in enumerate([text] if isinstance(text, str) else text):
         if k:
             time.sleep(3)
