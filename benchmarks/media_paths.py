@@ -19,49 +19,19 @@ in wall time; the host path does not touch a card, which is the point of it.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
-from crossnic.sim.lab import PathChassis, sh
+from crossnic.sim.lab import PathChassis, tcp_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SINK = textwrap.dedent("""
-    import socket, sys
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
-    c, _ = s.accept(); n = 0
-    while chunk := c.recv(65536):
-        n += len(chunk)
-    print(n, flush=True)
-""")
-SEND = textwrap.dedent("""
-    import socket, sys, time
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=600)
-    data = bytes(range(256)) * (int(sys.argv[3]) // 256)
-    t = time.monotonic(); c.sendall(data); c.shutdown(socket.SHUT_WR); c.recv(1)
-    print(time.monotonic() - t)
-""")
-
-
 def transfer(server_ns: str, client_ns: str, addr: str, port: int, size: int) -> float:
-    """Seconds for ``size`` bytes from ``client_ns`` to a sink in ``server_ns`` (to the
-    sink's close, so every byte arrived)."""
-    sink = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SINK,
-                             str(port)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert sink.stdout.readline().strip() == "listening"
-        r = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", SEND, addr, str(port),
-               str(size), timeout=1800)
-        assert int(sink.stdout.readline()) == size, "the sink did not get every byte"
-        return float(r.stdout)
-    finally:
-        sink.kill()
-        sink.wait()
+    """Seconds for ``size`` bytes over one checked connection (to the server's close, so
+    every byte arrived)."""
+    return tcp_transfer(server_ns, client_ns, addr, port, size, timeout=1800)["seconds"]
 
 
 def paths(c: PathChassis) -> dict:

@@ -6,9 +6,13 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
 (``ip netns exec NS``):
 
 * ``tcp-serve ADDR PORT COUNT RESULT``: accept COUNT connections, read each to its end, keep
-  RESULT (JSON) up to date with the bytes each client port sent and, at its end, their SHA-256.
-* ``tcp-send ADDR PORT SPORT BYTES PACE``: connect from SPORT, send BYTES pseudo-random bytes
-  (seeded by SPORT) in 8 KiB writes PACE seconds apart, print their SHA-256.
+  RESULT (JSON) up to date with the bytes each client port sent and, at its end, their SHA-256
+  and the client's address.
+* ``tcp-send ADDR PORT SPORT BYTES PACE``: connect from SPORT (0: any), send BYTES
+  pseudo-random bytes (seeded by the port) in 8 KiB writes PACE seconds apart, print (JSON)
+  their SHA-256, the port and the seconds from connecting to the server's close.
+
+:func:`tcp_transfer` runs the two as one checked connection.
 * ``udp-send ADDR PORT SPORT INTERVAL SECONDS``: a numbered datagram every INTERVAL seconds.
 * ``udp-recv ADDR PORT SECONDS RESULT``: write the arrival time of each number (JSON).
 * ``udp-blast ADDR PORT SPORT SIZE RATE SECONDS``: SIZE-byte datagrams from SPORT at RATE per
@@ -16,6 +20,10 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
   host), for congestion a card's scheduler resolves.
 * ``udp-count ADDR PORT SECONDS RESULT``: keep RESULT up to date with the bytes received from
   each source port (the format of ``tcp-serve``, so :func:`card_rates` reads either).
+* ``udp-echo ADDR PORT SECONDS``: send every datagram back to where it came from.
+* ``udp-ping ADDR PORT COUNT INTERVAL``: COUNT numbered probes to a ``udp-echo``, INTERVAL
+  seconds apart, each waited for up to 10 s; print (JSON) each one's round trip in ms (null:
+  lost).
 """
 
 import hashlib
@@ -33,8 +41,8 @@ from pathlib import Path
 
 from .serve import wait_for_socket
 
-__all__ = ["LabCard", "BondChassis", "PathChassis", "sh", "LabError", "stream_progress",
-           "card_rates", "CLOCK_HZ"]
+__all__ = ["LabCard", "BondChassis", "PathChassis", "sh", "in_ns", "tcp_transfer", "LabError",
+           "stream_progress", "card_rates", "CLOCK_HZ"]
 
 #: The card's design clock: rates "in card time" count its cycles (``nic.cycles``).
 CLOCK_HZ = 125e6
@@ -46,6 +54,51 @@ class LabError(RuntimeError):
 
 def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+def in_ns(ns: str, *args: str, **kw) -> subprocess.Popen:
+    """A lab traffic tool (``python -m crossnic.sim.lab ...``) in namespace ``ns``."""
+    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
+                             "crossnic.sim.lab", *args], **kw)
+
+
+def tcp_transfer(server_ns: str, client_ns: str, addr: str, port: int, size: int,
+                 timeout: float = 300.0) -> dict:
+    """One checked TCP connection: ``size`` pseudo-random bytes from ``client_ns`` to a
+    ``tcp-serve`` at ``addr:port`` in ``server_ns``. Raises :class:`LabError` unless every
+    byte arrived, in order (SHA-256 on both ends); returns the client's ``seconds`` (connect
+    to the server's close) and its address as the server saw it (``peer``)."""
+    with tempfile.TemporaryDirectory(prefix="crossnic-tcp-") as d:
+        result = Path(d) / "result.json"
+        server = in_ns(server_ns, "tcp-serve", "0.0.0.0", str(port), "1", str(result),
+                       stderr=subprocess.PIPE, text=True)
+        try:
+            end = time.monotonic() + 30
+            while not result.exists():
+                if server.poll() is not None or time.monotonic() > end:
+                    raise LabError(f"tcp-serve in {server_ns} did not start: "
+                                   f"{server.stderr.read() if server.poll() is not None else ''}")
+                time.sleep(0.05)
+            try:
+                r = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-m",
+                                    "crossnic.sim.lab", "tcp-send", addr, str(port), "0",
+                                    str(size), "0"], capture_output=True, text=True,
+                                   timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise LabError(f"{size} bytes to {addr}:{port} took over {timeout} s") from None
+            if r.returncode:
+                raise LabError(f"tcp-send to {addr}:{port}: {r.stderr.strip()}")
+            sent = json.loads(r.stdout)
+            server.wait(60)
+            got = json.loads(result.read_text()).get(str(sent["sport"]), {})
+            if (got.get("bytes"), got.get("sha256")) != (size, sent["sha256"]):
+                raise LabError(f"{addr}:{port} received {got.get('bytes')} of {size} bytes"
+                               f"{'' if got.get('bytes') != size else ', not as sent'}")
+            return {"seconds": sent["seconds"], "peer": got["addr"]}
+        finally:
+            if server.poll() is None:
+                server.kill()
+            server.wait()
 
 
 class LabCard:
@@ -172,8 +225,7 @@ class BondChassis:
 
     def in_ns(self, ns: str, *args: str, **kw) -> subprocess.Popen:
         """A lab traffic tool in namespace ``ns``."""
-        return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
-                                 "crossnic.sim.lab", *args], **kw)
+        return in_ns(ns, *args, **kw)
 
     def close(self) -> None:
         if self.bond is not None and self.bond.poll() is None:
@@ -288,7 +340,7 @@ def tcp_serve(addr: str, port: int, count: int, result: str) -> None:
         with lock:
             _save(result, state)
 
-    def read(conn: socket.socket, peer: int) -> None:
+    def read(conn: socket.socket, peer: int, addr: str) -> None:
         h, n, last = hashlib.sha256(), 0, 0.0
         while data := conn.recv(65536):
             h.update(data)
@@ -300,7 +352,7 @@ def tcp_serve(addr: str, port: int, count: int, result: str) -> None:
                 save()
         conn.close()
         with lock:
-            state[str(peer)] = {"bytes": n, "sha256": h.hexdigest()}
+            state[str(peer)] = {"bytes": n, "sha256": h.hexdigest(), "addr": addr}
         save()
 
     s = socket.socket()
@@ -311,7 +363,7 @@ def tcp_serve(addr: str, port: int, count: int, result: str) -> None:
     threads = []
     for _ in range(count):
         conn, peer = s.accept()
-        t = threading.Thread(target=read, args=(conn, peer[1]))
+        t = threading.Thread(target=read, args=(conn, peer[1], peer[0]))
         t.start()
         threads.append(t)
     for t in threads:
@@ -319,19 +371,24 @@ def tcp_serve(addr: str, port: int, count: int, result: str) -> None:
 
 
 def tcp_send(addr: str, port: int, sport: int, size: int, pace: float) -> None:
-    data = payload(sport, size)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)    # the port may be in TIME_WAIT
     s.settimeout(300)
     s.bind(("", sport))
+    sport = s.getsockname()[1]
+    data = payload(sport, size)
+    start = time.monotonic()
     s.connect((addr, port))
     for at in range(0, size, 8192):
         s.sendall(data[at:at + 8192])
-        time.sleep(pace)
+        if pace:
+            time.sleep(pace)
     s.shutdown(socket.SHUT_WR)
     s.recv(1)                       # the server's close: everything arrived
+    seconds = time.monotonic() - start
     s.close()
-    print(hashlib.sha256(data).hexdigest())
+    print(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "sport": sport,
+                      "seconds": round(seconds, 4)}))
 
 
 def udp_send(addr: str, port: int, sport: int, interval: float, seconds: float) -> None:
@@ -399,6 +456,41 @@ def udp_count(addr: str, port: int, seconds: float, result: str) -> None:
     _save(result, counts)
 
 
+def udp_echo(addr: str, port: int, seconds: float) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    s.settimeout(0.2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data, peer = s.recvfrom(2048)
+        except TimeoutError:
+            continue
+        s.sendto(data, peer)
+
+
+def udp_ping(addr: str, port: int, count: int, interval: float) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((addr, port))
+    rtts: list[float | None] = []
+    for n in range(count):
+        start = time.monotonic()
+        s.send(n.to_bytes(4, "big") + bytes(60))
+        rtt = None
+        while (left := start + 10 - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                data = s.recv(2048)
+            except TimeoutError:
+                break
+            if int.from_bytes(data[:4], "big") == n:    # (not a late answer to a lost one)
+                rtt = round(1000 * (time.monotonic() - start), 2)
+                break
+        rtts.append(rtt)
+        time.sleep(max(0.0, start + interval - time.monotonic()))
+    print(json.dumps(rtts))
+
+
 def main(argv: list[str]) -> None:
     tool, *a = argv
     if tool == "tcp-serve":
@@ -413,9 +505,13 @@ def main(argv: list[str]) -> None:
         udp_blast(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]), float(a[5]))
     elif tool == "udp-count":
         udp_count(a[0], int(a[1]), float(a[2]), a[3])
+    elif tool == "udp-echo":
+        udp_echo(a[0], int(a[1]), float(a[2]))
+    elif tool == "udp-ping":
+        udp_ping(a[0], int(a[1]), int(a[2]), float(a[3]))
     else:
         raise SystemExit(f"unknown tool {tool!r}: tcp-serve, tcp-send, udp-send, udp-recv, "
-                         "udp-blast, udp-count")
+                         "udp-blast, udp-count, udp-echo, udp-ping")
 
 
 if __name__ == "__main__":

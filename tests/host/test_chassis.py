@@ -6,14 +6,11 @@ own counters prove where the frames went."""
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
-from crossnic.sim.lab import PathChassis, sh
+from crossnic.sim.lab import PathChassis, tcp_transfer
 
 pytestmark = [
     pytest.mark.xdist_group("chassis"),
@@ -21,35 +18,8 @@ pytestmark = [
                        reason="TAP devices and network namespaces need root"),
 ]
 
-SERVER = textwrap.dedent("""
-    import socket, sys
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
-    c, peer = s.accept(); n = 0
-    while chunk := c.recv(65536):
-        n += len(chunk)
-        if n >= int(sys.argv[2]): break
-    c.sendall(b"got %d" % n); c.close()
-""")
-CLIENT = textwrap.dedent("""
-    import socket, sys
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-    c.sendall(bytes(range(256)) * (int(sys.argv[3]) // 256)); print(c.recv(100).decode())
-""")
 
 
-def tcp(server_ns: str, client_ns: str, addr: str, port: int, size: int) -> None:
-    srv = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER,
-                            str(port), str(size)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert srv.stdout.readline().strip() == "listening"
-        r = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENT, addr, str(port),
-               str(size), timeout=180, check=False)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == f"got {size}"
-    finally:
-        srv.kill()
-        srv.wait()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +52,7 @@ def delta(after: dict, before: dict) -> dict:
 def test_same_card_goes_through_the_cards_switch(chassis):
     c = chassis
     before = counts(c)
-    tcp(c.ns("a2"), c.ns("a1"), c.IPS["a2"], 6001, 32 * 1024)
+    tcp_transfer(c.ns("a2"), c.ns("a1"), c.IPS["a2"], 6001, 32 * 1024)
     d = delta(counts(c), before)
     assert d["a1"]["card_frames"] >= 22 and d["a2"]["card_frames"] >= 10
     assert d["a1"]["host_frames"] == d["a2"]["host_frames"] == 0
@@ -100,7 +70,7 @@ def test_another_card_in_the_host_goes_through_host_memory(chassis):
     # no peer VNIC is used before a frame from it proved it shares this card's segment
     assert "vb1@" not in c.view("a1")["path"]
     before = counts(c)
-    tcp(c.ns("b1"), c.ns("a1"), c.IPS["b1"], 6002, 256 * 1024)
+    tcp_transfer(c.ns("b1"), c.ns("a1"), c.IPS["b1"], 6002, 256 * 1024)
     d = delta(counts(c), before)
     print(f"a1 -> b1: {d}")
     # 256 KiB is ~180 full-size segments: all but the first frames (ARP) go host memory
@@ -122,7 +92,7 @@ def test_another_card_in_the_host_goes_through_host_memory(chassis):
 def test_other_stations_go_over_the_wire(chassis):
     c = chassis
     before = counts(c)
-    tcp(c.ns("a1"), c.ext, c.IPS["a1"], 6003, 16 * 1024)
+    tcp_transfer(c.ns("a1"), c.ext, c.IPS["a1"], 6003, 16 * 1024)
     d = delta(counts(c), before)
     assert d["a1"]["wire_frames"] >= 8 and d["a"] >= d["a1"]["wire_frames"] - SLACK
     assert d["a1"]["host_frames"] == d["a1"]["card_frames"] == 0

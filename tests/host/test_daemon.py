@@ -18,7 +18,7 @@ from crossnic.gateware.nic_core import NicCore
 from crossnic.host.admin import AdminError, request
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import card_rates, stream_progress
+from crossnic.sim.lab import card_rates, stream_progress, tcp_transfer
 from crossnic.sim.serve import wait_for_socket
 
 pytestmark = [
@@ -103,42 +103,19 @@ def setup(tmp_path_factory):
         shutil.rmtree(s.run_dir, ignore_errors=True)
 
 
-SERVER = textwrap.dedent("""
-    import socket, sys
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
-    c, peer = s.accept(); data = b""
-    while len(data) < int(sys.argv[2]):
-        chunk = c.recv(65536)
-        if not chunk: break
-        data += chunk
-    c.sendall(b"got %d" % len(data)); c.close(); print(peer[0], flush=True)
-""")
-CLIENT = textwrap.dedent("""
-    import socket, sys
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-    c.sendall(bytes(range(256)) * (int(sys.argv[3]) // 256)); print(c.recv(100).decode())
-""")
 
 
-def tcp(server_ns: str, client_ns: str, addr: str, port: int, size: int = 64 * 1024) -> str:
-    srv = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER,
-                            str(port), str(size)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert srv.stdout.readline().strip() == "listening"
-        r = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENT, addr, str(port),
-               str(size), timeout=120, check=False)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == f"got {size}"
-        return srv.stdout.readline().strip()
-    finally:
-        srv.kill()
-        srv.wait()
+
+
+def peer_of(server_ns: str, client_ns: str, addr: str, port: int, size: int = 64 * 1024) -> str:
+    """The client's address as the server saw it, after a checked transfer."""
+    return tcp_transfer(server_ns, client_ns, addr, port, size)["peer"]
 
 
 def vnic_config(s: Setup) -> list[dict]:
-    """show-vnic without its live counters (frames by path, forwarding)."""
-    return [{k: v for k, v in r.items() if not k.endswith("_frames") and not k.startswith("fwd_")}
+    """show-vnic without its live counters (frames by path, forwarding, lane)."""
+    return [{k: v for k, v in r.items() if not k.endswith("_frames")
+             and not k.startswith(("fwd_", "lane"))}
             for r in json.loads(s.ok("show-vnic", "--json"))]
 
 
@@ -161,9 +138,9 @@ def test_vns_and_vnics_carry_tcp_through_the_card(setup):
     assert "10.9.0.1/24" in sh("ip", "-n", WEB, "addr", "show", f"v{WEB}").stdout
 
     # VNIC to VNIC: switched on the card (hairpin), ARP through the flood ring
-    assert tcp(DB, WEB, "10.9.0.2", 5001) == "10.9.0.1"
+    assert peer_of(DB, WEB, "10.9.0.2", 5001) == "10.9.0.1"
     # the outside station on port 0's wire to a VNIC, and back
-    assert tcp(WEB, EXT, "10.9.0.1", 5002) == "10.9.0.100"
+    assert peer_of(WEB, EXT, "10.9.0.1", 5002) == "10.9.0.100"
     stats = {r["link"]: r for r in json.loads(s.ok("show-stats", "--json"))}
     assert stats[f"v{WEB}"]["ipackets"] > 40 and stats[f"v{DB}"]["opackets"] > 20
     phys = json.loads(s.ok("show-phys", "--json"))
@@ -177,7 +154,7 @@ def test_flows_are_programmed_and_counted(setup):
     s.ok("add-flow", "dbtcp", "--link", f"v{DB}", "-a", "transport=tcp,local_port=5003",
          "-p", "priority=high")
     s.ok("add-flow", "fromweb", "--link", f"v{DB}", "-a", "remote_ip=10.9.0.1")
-    tcp(DB, WEB, "10.9.0.2", 5003, size=4096)
+    tcp_transfer(DB, WEB, "10.9.0.2", 5003, 4096)
     flows = {f["flow"]: f for f in json.loads(s.ok("show-flow", "--json"))}
     assert flows["dbtcp"]["hits"] > 3
     # the flow's frames land in a ring of their own, and still reach the VNIC (TCP worked)
@@ -206,12 +183,12 @@ def test_vnics_in_a_vlan(setup):
     try:
         shown = json.loads(s.ok("show-vnic", f"v{b}", "--json"))[0]
         assert shown["vlan"] == 7
-        assert tcp(b, a, "10.9.7.2", 5010, size=8192) == "10.9.7.1"
+        assert peer_of(b, a, "10.9.7.2", 5010, 8192) == "10.9.7.1"
         # a VNIC made again takes the rings its predecessor used (reset when it went)
         s.ok("delete-vnic", f"v{b}")
         s.ok("create-vnic", f"v{b}", "--over", "port0", "--vlan", "7", "--vns", b)
         assert json.loads(s.ok("show-vnic", f"v{b}", "--json"))[0]["rx_ring"] == shown["rx_ring"]
-        assert tcp(b, a, "10.9.7.2", 5011, size=8192) == "10.9.7.1"
+        assert peer_of(b, a, "10.9.7.2", 5011, 8192) == "10.9.7.1"
     finally:
         for n in (a, b):
             s.ok("delete-vnic", f"v{n}")
@@ -416,7 +393,7 @@ def test_runtime_changes_and_restart_restores_the_configuration(setup):
               ).stdout.strip() == "44"
     assert "mtu 1400" in sh("ip", "-n", DB, "link", "show", f"v{DB}").stdout
     assert [f["flow"] for f in json.loads(s.ok("show-flow", "--json"))] == ["dbtcp"]
-    assert tcp(DB, WEB, "10.9.0.2", 5004, size=4096) == "10.9.0.1"
+    assert peer_of(DB, WEB, "10.9.0.2", 5004, 4096) == "10.9.0.1"
     s.ok("delete-vnic", f"v{WEB}")
     s.ok("delete-vns", WEB)
     assert not os.path.exists(f"/run/netns/{WEB}")

@@ -15,7 +15,7 @@ import pytest
 from crossnic.gateware.nic_core import NicCore
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import LabCard, sh
+from crossnic.sim.lab import LabCard, sh, tcp_transfer
 
 pytestmark = [
     pytest.mark.xdist_group("forwarding"),
@@ -27,21 +27,6 @@ TAG = f"{os.getpid() % 10000}"
 ROUTER, H1, H2 = f"cnfr{TAG}", f"cnfa{TAG}", f"cnfb{TAG}"
 R1, R2 = f"r1x{TAG}", f"r2x{TAG}"
 
-SERVER = textwrap.dedent("""
-    import socket, sys
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
-    c, peer = s.accept(); n = 0
-    while chunk := c.recv(65536):
-        n += len(chunk)
-        if n >= int(sys.argv[2]): break
-    c.sendall(b"got %d" % n); c.close()
-""")
-CLIENT = textwrap.dedent("""
-    import socket, sys
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-    c.sendall(bytes(range(256)) * (int(sys.argv[3]) // 256)); print(c.recv(100).decode())
-""")
 # a UDP datagram's TTL as it arrived (IP_RECVTTL)
 TTL_RECV = textwrap.dedent("""
     import socket, sys
@@ -60,18 +45,6 @@ TTL_SEND = textwrap.dedent("""
 """)
 
 
-def tcp(server_ns: str, client_ns: str, addr: str, port: int, size: int) -> None:
-    srv = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER,
-                            str(port), str(size)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert srv.stdout.readline().strip() == "listening"
-        r = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENT, addr, str(port),
-               str(size), timeout=300, check=False)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == f"got {size}"
-    finally:
-        srv.kill()
-        srv.wait()
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +92,7 @@ def test_a_router_vns_forwards_on_its_forwarding_rings(card):
     assert sh("ip", "netns", "exec", ROUTER, "cat", "/proc/sys/net/ipv4/ip_forward"
               ).stdout.strip() == "1"
     before = ring_frames(card)
-    tcp(H2, H1, "10.41.2.10", 7001, 64 * 1024)
+    tcp_transfer(H2, H1, "10.41.2.10", 7001, 64 * 1024)
     d = {k: n - before[k] for k, n in ring_frames(card).items()}
     print(f"H1 -> H2 through the router: {d}")
     # ~45 full segments one way, their ACKs the other: all on the forwarding rings, almost
@@ -176,7 +149,7 @@ def test_an_expiring_ttl_goes_up_the_stack(card):
 
 def test_traffic_to_the_router_itself_arrives_on_the_local_ring(card):
     before = ring_frames(card)
-    tcp(ROUTER, H1, "10.41.1.1", 7004, 64 * 1024)
+    tcp_transfer(ROUTER, H1, "10.41.1.1", 7004, 64 * 1024)
     d = {k: n - before[k] for k, n in ring_frames(card).items()}
     assert d[f"{R1}.local"] >= 45
     assert d[f"{R1}.forward"] <= 3 and d[f"{R1}.fast"] == 0
@@ -195,6 +168,6 @@ def test_bad_requests_and_forwarding_off(card):
     v = view(card, R1)
     assert not v["forwarding"] and v["forward_ring"] == v["rx_ring"]
     # the router's stack still forwards, from the one ring
-    tcp(H2, H1, "10.41.2.10", 7005, 16 * 1024)
+    tcp_transfer(H2, H1, "10.41.2.10", 7005, 16 * 1024)
     card.ok("set-linkprop", "-p", "forwarding=on", R1, "-t")
     assert view(card, R1)["forwarding"]

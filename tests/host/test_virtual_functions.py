@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import Setup, sh, tcp
+from test_daemon import Setup, peer_of, sh
 
 from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
 from crossnic.host.device import BusError
@@ -119,9 +119,9 @@ def test_guest_traffic_and_guarded_interface_changes(card):
         assert guest_link("address") == GUEST_MAC
         # The guest reaches the station and the station the guest (ARP both ways: the
         # station's broadcast reaches the guest through the PF's relay).
-        assert tcp(EXT, GUEST, EXT_IP, 5301, 32768) == GUEST_IP
+        assert peer_of(EXT, GUEST, EXT_IP, 5301, 32768) == GUEST_IP
         sh("ip", "-n", EXT, "neigh", "flush", "all")
-        assert tcp(GUEST, EXT, GUEST_IP, 5302, 32768) == EXT_IP
+        assert peer_of(GUEST, EXT, GUEST_IP, 5302, 32768) == EXT_IP
         assert guest.state()["rx_frames"] > 20 and guest.state()["tx_frames"] > 10
 
         # An allowed MAC: applied on the card, the guest keeps it and still talks.
@@ -129,7 +129,7 @@ def test_guest_traffic_and_guarded_interface_changes(card):
         wait_until(lambda: guest.state()["mac"] == ALLOWED_MAC, what="the MAC request")
         assert vf_view(card, 1)["mac"] == ALLOWED_MAC
         sh("ip", "-n", EXT, "neigh", "flush", "all")
-        assert tcp(GUEST, EXT, GUEST_IP, 5303) == EXT_IP
+        assert peer_of(GUEST, EXT, GUEST_IP, 5303) == EXT_IP
         # A MAC not in the list: refused, put back on the interface.
         sh("ip", "-n", GUEST, "link", "set", "eth0", "address", OTHER_MAC)
         wait_until(lambda: guest_link("address") == ALLOWED_MAC, what="the MAC put back")
