@@ -119,7 +119,14 @@ def _delete(kind):
     return run
 
 
+#: ``show-vnic -o lane``: a VNIC's lane, its mode and how it got there
+LANE_FIELDS = ["name", "lane", "lane_interrupts", "lane_polls", "lane_to_poll",
+               "lane_to_interrupt", "lane_frames", "lane_missed", "lane_errors"]
+
+
 def _show_vnic(args, sock):
+    if getattr(args, "output", None) == "lane":
+        args.output = ",".join(LANE_FIELDS)
     _print(request("show-vnic", {"name": args.name}, sock), args,
            ["name", "over", "mac", "vlan", "vns", "priority", "maxbw", "rx_ring", "tx_ring"])
     return 0
@@ -385,7 +392,8 @@ def _daemon(args, sock):
         dev.close()
         raise AdminError(f"--serial is 1..16777215, not {args.serial}")
     try:
-        d = Daemon(dev, args.db, group=group, card_serial=args.serial, chassis=args.chassis)
+        d = Daemon(dev, args.db, group=group, card_serial=args.serial, chassis=args.chassis,
+                   lanes=not args.no_lanes)
     except (DeviceError, DriverError, ChassisError) as e:
         dev.close()
         raise AdminError(str(e)) from None
@@ -566,6 +574,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--serial", type=int, default=1, metavar="N",
                    help="this card's number in the host (1..16777215): its automatic VNIC MACs "
                         "and its chassis member name cardN (1)")
+    p.add_argument("--no-lanes", action="store_true",
+                   help="serve every VNIC's rings from one loop, not a lane (thread, "
+                   "interrupt, dynamic polling) per VNIC")
     p.add_argument("--chassis", metavar="DIR",
                    help="join the chassis of the cards whose daemons share DIR: frames between "
                         "their VNICs go through host memory, not the wire")

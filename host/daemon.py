@@ -151,8 +151,8 @@ class Daemon:
 
     def __init__(self, dev: Device, db_path: str | Path, *, card_serial: int = 1,
                  group: int | None = None, ring_log2: int = 8,
-                 chassis: str | Path | None = None):
-        self.driver = Driver(dev, ring_log2=ring_log2)
+                 chassis: str | Path | None = None, lanes: bool = True):
+        self.driver = Driver(dev, ring_log2=ring_log2, lanes=lanes)
         if chassis is not None:
             self.driver.chassis = Chassis(chassis, f"card{card_serial}")
         self.db = ConfigDb(db_path)
@@ -474,7 +474,8 @@ class Daemon:
                 "ips": self.vnic_ips.get(name, []), "forwarding": v.fwd is not None,
                 "forward_ring": v.fwd.index if v.fwd is not None else v.rx.index,
                 "fwd_fast": v.stats["fwd_fast"], "fwd_slow": v.stats["fwd_slow"],
-                "fwd_drops": v.stats["fwd_drops"], **self._paths(v)}
+                "fwd_drops": v.stats["fwd_drops"], **self._paths(v),
+                **self.driver.lane_view(name)}
 
     def _paths(self, v) -> dict:
         """Media-based transfer: the path to each VNIC this one can reach other than by the

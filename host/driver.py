@@ -42,6 +42,7 @@ from .classifier import (
 )
 from .device import Device, DmaBuffer
 from .forwarding import Forwarder
+from .lanes import Lane
 from .offload import OffloadQueue
 from .registers import Registers
 from .rings import RxRing, TxRing
@@ -127,8 +128,12 @@ class Driver:
     """Own the card behind ``dev``: every ring disabled and every table cleared at start."""
 
     def __init__(self, dev: Device, *, ring_log2: int = 8, buf_size: int = 2048,
-                 clk_hz: float = 125e6, allow_export: bool = False):
+                 clk_hz: float = 125e6, allow_export: bool = False, lanes: bool = True):
         self.dev = dev
+        #: each VNIC served by a lane of its own (:mod:`~crossnic.host.lanes`), or every ring
+        #: by the one :meth:`service` loop
+        self.use_lanes = lanes
+        self.lanes: dict[str, Lane] = {}
         # (optional blocks are the map's last: every other address is the same without them)
         self.core = NicCore(**FULL_OPTIONS)
         self.regs = Registers(self.core.regmap(), dev.read32, dev.write32)
@@ -394,6 +399,9 @@ class Driver:
             self._write(mac_writes(slot, self.macs[slot]))
             self.vnics[name] = v
             self._by_rx[ring] = v
+            if self.use_lanes:
+                self.lanes[name] = Lane(self, v)
+                self.lanes[name].start()
             return v
 
     def _ring_pair(self, index: int) -> tuple[RxRing, TxRing, list[DmaBuffer]]:
@@ -436,6 +444,9 @@ class Driver:
 
     def remove_vnic(self, name: str):
         """Take VNIC ``name`` off the card; returns its TAP (the caller closes it)."""
+        lane = self.lanes.pop(name, None)
+        if lane is not None:            # (its thread ends before the TAP can be closed)
+            lane.stop()
         with self.lock:
             v = self._vnic(name)
             for addr in list(v.local_ips):
@@ -546,7 +557,7 @@ class Driver:
         # (a TAP whose transmit ring is full is left out until the ring has room: its frames
         # wait in the kernel's queue, as a NIC driver stops its queue)
         fds = [v.tap.fd for v in self.vnics.values()
-               if getattr(v.tap, "fd", -1) >= 0 and not v.tx_full]
+               if getattr(v.tap, "fd", -1) >= 0 and not v.tx_full and v.name not in self.lanes]
         if self.chassis is not None:
             fds.append(self.chassis.fileno())
         irq_fd = getattr(self.dev, "irq_fd", None)
@@ -562,6 +573,8 @@ class Driver:
         with self.lock:
             moved += self._receive(self.flood, flood=True)
             for v in list(self.vnics.values()):
+                if v.name in self.lanes:
+                    continue
                 moved += self._receive(v.rx)
                 if v.fwd is not None:
                     moved += self._receive(v.fwd, forward=True)
@@ -571,15 +584,39 @@ class Driver:
             if self.chassis is not None:
                 moved += self._from_host()
             for vec in fired:
-                if vec < self.rings and (vec in self._by_rx or vec == FLOOD_RING):
+                lane = self._lane_of(vec)
+                if lane is not None:
+                    lane.interrupt()
+                elif vec < self.rings and (vec in self._by_rx or vec == FLOOD_RING):
                     # (a VF's rings interrupt the PF too: their status is the guest's to clear)
                     self.regs.write(f"rx_ring[{vec}].irq_status", 1)
                 elif vec in self._vector_callbacks:
                     self._vector_callbacks[vec]()
         return moved
 
-    def _receive(self, ring: RxRing, flood: bool = False, forward: bool = False) -> int:
-        done, doorbell = ring.poll(self.dev.mem_read)
+    def _lane_of(self, vector: int) -> Lane | None:
+        """The lane whose receive ring interrupts on ``vector``, if any."""
+        v = self._by_rx.get(vector)
+        lane = self.lanes.get(v.name) if v is not None else None
+        if lane is None or vector not in (v.rx.index, v.fwd.index if v.fwd else None):
+            return None
+        return lane
+
+    def lane_view(self, name: str) -> dict:
+        """A VNIC's lane: its mode and counters (``shared``: no lane, the one service loop)."""
+        lane = self.lanes.get(name)
+        if lane is None:
+            return {"lane": "shared", **dict.fromkeys(
+                ["lane_interrupts", "lane_polls", "lane_to_poll", "lane_to_interrupt",
+                 "lane_frames", "lane_missed", "lane_errors"], 0)}
+        return lane.view()
+
+    def _rx_pending(self, ring: RxRing) -> bool:
+        return ring.pending(self.dev.mem_read)
+
+    def _receive(self, ring: RxRing, flood: bool = False, forward: bool = False,
+                 budget: int | None = None) -> int:
+        done, doorbell = ring.poll(self.dev.mem_read, budget)
         if not done:
             return 0
         for c, frame in done:
@@ -619,6 +656,8 @@ class Driver:
         if len(queue) < out.tx.size:
             queue.append(frame)
             v.stats["fwd_fast"] += 1
+            if out.name in self.lanes and out is not v:
+                self.lanes[out.name].kick()
         else:
             v.stats["fwd_drops"] += 1
 
@@ -756,6 +795,8 @@ class Driver:
             return out
 
     def close(self) -> None:
+        for name in list(self.lanes):
+            self.lanes.pop(name).stop()
         with self.lock:
             for name in list(self.vnics):
                 tap = self.remove_vnic(name)

@@ -11,7 +11,8 @@ VNS). What the fast path does not handle goes up the stack as before, which know
 next frames take the fast path).
 
 The VNS's tables are the kernel's: read with ``ip -j`` (routes, neighbours) at most once a
-:attr:`Forwarder.REFRESH` per VNS, so ``ip route add`` in the VNS steers the fast path too.
+:attr:`Forwarder.REFRESH` per VNS (a :attr:`Forwarder.MISS_REFRESH` while a next hop is
+unresolved), so ``ip route add`` in the VNS steers the fast path too.
 """
 
 import ipaddress
@@ -47,6 +48,9 @@ class Forwarder:
 
     #: Seconds a VNS's tables are used before they are read again.
     REFRESH = 1.0
+    #: ... or, when a frame's next hop is not in them yet (the stack is resolving it), this
+    #: many: the frames after the neighbour answers take the fast path soon.
+    MISS_REFRESH = 0.1
 
     def __init__(self):
         self._vns_of: dict[str, str] = {}           # VNIC name -> VNS (namespace) name
@@ -62,9 +66,9 @@ class Forwarder:
     def vns_of(self, vnic: str) -> str | None:
         return self._vns_of.get(vnic)
 
-    def _read(self, vns: str) -> _Tables:
+    def _read(self, vns: str, max_age: float | None = None) -> _Tables:
         t = self._tables.get(vns)
-        if t is not None and time.monotonic() - t.read_at < self.REFRESH:
+        if t is not None and time.monotonic() - t.read_at < (max_age or self.REFRESH):
             return t
         t = _Tables(read_at=time.monotonic())
         for r in _ip_json(vns, "-4", "route", "show", "table", "main"):
@@ -98,17 +102,26 @@ class Forwarder:
         dst = ipaddress.IPv4Address(header[16:20])
         if dst.is_multicast or dst.is_loopback or dst == ipaddress.IPv4Address("255.255.255.255"):
             return None
-        t = self._read(vns)
-        hop = next(((dev, gw) for net, dev, gw in t.routes if dst in net), None)
-        if hop is None or hop[0] == vnic or self._vns_of.get(hop[0]) != vns:
-            return None                 # no route, back out the same VNIC, or not ours
-        dev, gw = hop
-        mac = t.neighbours.get((dev, gw or str(dst)))
-        if mac is None:
-            return None                 # the stack resolves the neighbour
+        hop = self._next_hop(vnic, vns, dst, self._read(vns))
+        if hop is not None and hop[1] is None:
+            hop = self._next_hop(vnic, vns, dst, self._read(vns, self.MISS_REFRESH))
+        if hop is None or hop[1] is None:
+            return None                 # no route or one the stack handles; no neighbour yet
+        dev, mac = hop
         header = header[:8] + bytes([ttl - 1]) + header[9:10] + b"\0\0" + header[12:]
         header = header[:10] + ipv4_checksum(header).to_bytes(2, "big") + header[12:]
         return dev, mac, frame[12:14] + header + frame[34:]
+
+
+    def _next_hop(self, vnic: str, vns: str, dst: ipaddress.IPv4Address,
+                  t: _Tables) -> tuple[str, bytes | None] | None:
+        """The VNIC a route names and its next hop's MAC (None: not known yet); None when
+        there is no route, it leads back out ``vnic``, or to a VNIC not of this VNS."""
+        hop = next(((dev, gw) for net, dev, gw in t.routes if dst in net), None)
+        if hop is None or hop[0] == vnic or self._vns_of.get(hop[0]) != vns:
+            return None
+        dev, gw = hop
+        return dev, t.neighbours.get((dev, gw or str(dst)))
 
 
 def _ip_json(ns: str, *args: str) -> list[dict]:

@@ -93,10 +93,19 @@ class RxRing:
             self.desc_tail = (self.desc_tail + 1) & 0xFFFF
         return [(self.reg("desc_tail"), self.desc_tail)]
 
-    def poll(self, read: Read) -> tuple[list[tuple[dict, bytes]], list[tuple[str, int]]]:
-        """New completions with their frames, and the register write that returns them."""
+    def pending(self, read: Read) -> bool:
+        """Whether a completion is waiting (nothing taken)."""
+        slot = self.cpl_tail % self.size
+        phase = (~(self.cpl_tail >> self.size_log2)) & 1
+        c = unpack(RxCompletion, read(self.cpl_base + slot * COMPLETION_BYTES, COMPLETION_BYTES))
+        return c["phase"] == phase
+
+    def poll(self, read: Read, budget: int | None = None
+             ) -> tuple[list[tuple[dict, bytes]], list[tuple[str, int]]]:
+        """New completions (at most ``budget``) with their frames, and the register write
+        that returns them."""
         out = []
-        while True:
+        while budget is None or len(out) < budget:
             slot = self.cpl_tail % self.size
             phase = (~(self.cpl_tail >> self.size_log2)) & 1
             c = unpack(RxCompletion, read(self.cpl_base + slot * COMPLETION_BYTES,

@@ -65,6 +65,18 @@ async def _transmit(card: Card, k: int, cables, activity: list[int]) -> None:
             cable.send(payload)
 
 
+async def _watch_rises(line, shift: int, rises: list[int]) -> None:
+    """Collect the rising edges of interrupt lines ``line`` (bit 0 at vector ``shift``) as
+    they happen: the loop looks only every :data:`STEP` clocks, and a line acknowledged and
+    raised again within one step would look as if it had stayed high (a lost interrupt)."""
+    old = _bits(line)
+    while True:
+        await line.value_change
+        new = _bits(line)
+        rises[0] |= (new & ~old) << shift
+        old = new
+
+
 def _report(path: str, stats: dict, seconds: float) -> None:
     """Serve-mode figures: simulated cycles per second while busy, overall."""
     busy = stats["busy_seconds"]
@@ -108,13 +120,17 @@ async def serve(dut):
                                 [regmap[f"vf[{n}].ctrl"].addr for n in range(vfs)])
     server = MmioServer(p["socket"], p["memory"], size, 2 * rings + 1 + vfs, apertures)
     activity = [0]
+    rises = [0]
+    for line, shift in ((dut.rx_irq, 0), (dut.tx_irq, rings),
+                        *(((dut.mbox_irq, 2 * rings), (dut.vf_irq, 2 * rings + 1))
+                          if vfs else ())):
+        cocotb.start_soon(_watch_rises(line, shift, rises))
     for k in range(len(cables)):
         cocotb.start_soon(_transmit(card, k, cables, activity))
     parent = os.getppid()
     bar_size = 1 << len(dut.axil__araddr)
     axi_valid = [getattr(dut, f"axi__{s}valid") for s in ("ar", "aw", "r", "b")]
     offload_busy = getattr(dut, "offload_busy", None)     # a card built with the engine
-    lines = 0
     quiet = 0
     steps = 0
     stats = {"cycles": 0, "busy_cycles": 0, "busy_seconds": 0.0, "requests": 0,
@@ -156,12 +172,9 @@ async def serve(dut):
                     busy = True
                     stats["frames_in"] += 1
                     card.wire[k].send_nowait(GmiiFrame.from_payload(frame))
-            now = _bits(dut.rx_irq) | _bits(dut.tx_irq) << rings
-            if vfs:
-                now |= _bits(dut.mbox_irq) << 2 * rings | _bits(dut.vf_irq) << 2 * rings + 1
-            if now & ~lines:
-                server.interrupt(now & ~lines)
-            lines = now
+            if rises[0]:
+                server.interrupt(rises[0])
+                rises[0] = 0
             why = ("request" if busy else "transmit" if activity[0] or _bits(dut.tx_work) else
                    "receive" if any(not w.idle() for w in card.wire) else
                    "dma" if any(_bits(s) for s in axi_valid) else
