@@ -8,7 +8,7 @@ answers the station's UDP probes (``udp-ping`` / ``udp-echo``), ``flooder`` blas
 datagrams at ``busy`` through the card's switch. The probes run idle and during the flood;
 the table gives their round trips and what the busy VNIC's lane did.
 
-The simulated card runs some thousand clocks a second, so it, not the host, sets the pace:
+The simulated card runs some 20,000 clocks a second, so it, not the host, sets the pace:
 the flood reaches ``busy`` as fast as the card switches it, and a probe's round trip is
 mostly card time. What the lanes change is the host's share of it.
 

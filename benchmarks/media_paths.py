@@ -9,7 +9,7 @@ over one TCP connection and reports its throughput and the frames each VNIC coun
 * ``host``: VNIC a1 (card A) -> b1 (card B), driver to driver through host memory;
 * ``wire``: VNIC a1 -> the station, through the simulated card and its port.
 
-The simulated card runs some thousand cycles per second, so the two paths through it are slow
+The simulated card runs some 20,000 cycles per second, so the two paths through it are slow
 in wall time; the host path does not touch a card, which is the point of it.
 
     sudo python benchmarks/media_paths.py [--bytes 262144]

@@ -35,7 +35,7 @@ class SimDevice:
     """Connect to the simulated card listening on ``path``.
 
     ``timeout``: seconds a register access may take before the card is declared gone (the
-    whole card simulates some thousand clocks a second, so an access takes a few ms).
+    whole card simulates some 20,000 clocks a second, so an access takes a millisecond or so).
     ``vf``: attach as that virtual function, as a guest given the VF by passthrough: register
     addresses are then words of the VF's window and interrupts its own; DMA buffers come from
     the memory its PF granted, once :meth:`grant_memory` says where that is.

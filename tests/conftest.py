@@ -26,11 +26,19 @@ def run_cocotb(request, tmp_path):
     return run
 
 
+#: Tests the default run leaves out, and the command that runs them.
+OPT_IN = {"slow": "soak run: python -m pytest -m slow",
+          "synth": "full-board build: python -m pytest -m synth"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Soak runs (``@pytest.mark.slow``) only when asked for: ``pytest -m slow``."""
-    if "slow" in (config.option.markexpr or ""):
-        return
-    skip = pytest.mark.skip(reason="soak run: python -m pytest -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    """Soak runs (``@pytest.mark.slow``) and full-board builds (``@pytest.mark.synth``, a few
+    minutes each) only when asked for: ``pytest -m slow`` / ``pytest -m synth``."""
+    asked = config.option.markexpr or ""
+    for marker, why in OPT_IN.items():
+        if marker in asked:
+            continue
+        skip = pytest.mark.skip(reason=why)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
