@@ -203,6 +203,7 @@ class Daemon:
         while self.sessions and time.monotonic() < deadline:
             time.sleep(0.05)
         with self.lock:
+            self.driver.stop_lanes()        # (their threads wait on the TAPs)
             for v in self.driver.vnics.values():
                 v.tap.close()               # the TAP interfaces go with their descriptors
             try:

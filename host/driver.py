@@ -794,9 +794,14 @@ class Driver:
             out |= {f"driver_{k}": n for k, n in v.stats.items()}
             return out
 
-    def close(self) -> None:
+    def stop_lanes(self) -> None:
+        """End every lane's thread (before the TAPs they wait on are closed); the service
+        loop serves their rings from then on."""
         for name in list(self.lanes):
             self.lanes.pop(name).stop()
+
+    def close(self) -> None:
+        self.stop_lanes()
         with self.lock:
             for name in list(self.vnics):
                 tap = self.remove_vnic(name)
