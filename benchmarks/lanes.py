@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crossnic.sim.lab import LabCard, in_ns, sh
+from crossnic.sim.lab import LabCard, in_ns, sh, station
 
 ROOT = Path(__file__).resolve().parents[1]
 EXT_IP = "10.44.0.100"
@@ -56,10 +56,7 @@ def run(mode: str, args, tag: str) -> dict:
     procs = []
     try:
         card.start()
-        sh("ip", "netns", "add", ext)
-        sh("ip", "link", "set", tap, "netns", ext)
-        sh("ip", "-n", ext, "addr", "add", f"{EXT_IP}/24", "dev", tap)
-        sh("ip", "-n", ext, "link", "set", tap, "up")
+        station(ext, tap, f"{EXT_IP}/24")
         for k, ip in IPS.items():
             card.ok("create-vns", ns[k], "--ip", f"{ip}/24")
             card.ok("create-vnic", k, "--over", "port0", "--vns", ns[k])

@@ -30,10 +30,9 @@ from pathlib import Path
 from crossnic.gateware.nic_core import NicCore
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import CLOCK_HZ, LabCard, card_rates, sh, stream_progress
+from crossnic.sim.lab import CLOCK_HZ, LabCard, card_rates, in_ns, sh, station, stream_progress
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = [sys.executable, "-m", "crossnic.sim.lab"]
 FAST, OTHER = 47001, 47002
 
 
@@ -43,15 +42,14 @@ def start_traffic(ext: str, vns: str, result: Path, traffic: str) -> list[subpro
         sink = ["udp-count", "10.31.0.100", "7300", "3600", str(result)]
     else:
         sink = ["tcp-serve", "10.31.0.100", "7300", "2", str(result)]
-    procs = [subprocess.Popen(["ip", "netns", "exec", ext, *LAB, *sink])]
+    procs = [in_ns(ext, *sink)]
     while not result.exists():
         time.sleep(0.2)
     for port in (FAST, OTHER):
         send = (["udp-blast", "10.31.0.100", "7300", str(port), "1000", "300", "3600"]
                 if traffic == "udp" else
                 ["tcp-send", "10.31.0.100", "7300", str(port), str(1 << 30), "0"])
-        procs.append(subprocess.Popen(["ip", "netns", "exec", vns, *LAB, *send],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(in_ns(vns, *send, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
 
 
@@ -102,10 +100,7 @@ def main(argv=None) -> int:
     card = LabCard(Path(tempfile.mkdtemp(prefix="crossnic-sub-")), f"tap:{tap}")
     try:
         card.start()
-        sh("ip", "netns", "add", ext)
-        sh("ip", "link", "set", tap, "netns", ext)
-        sh("ip", "-n", ext, "addr", "add", "10.31.0.100/24", "dev", tap)
-        sh("ip", "-n", ext, "link", "set", tap, "up")
+        station(ext, tap, "10.31.0.100/24")
         card.ok("create-vns", f"cnsv{tag}", "--ip", "10.31.0.1/24")
         card.ok("create-vnic", "vsub", "--over", "port0", "--vns", f"cnsv{tag}", "-p",
                 f"maxbw={args.vnic_maxbw}")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from .lanes import STATS as LANE_STATS
+
 __all__ = ["add_parsers", "DEFAULT_SOCKET", "AdminError", "request"]
 
 DEFAULT_SOCKET = Path(os.environ.get("CROSSNIC_RUN", "/run/crossnic")) / "crossnicd.sock"
@@ -120,8 +122,7 @@ def _delete(kind):
 
 
 #: ``show-vnic -o lane``: a VNIC's lane, its mode and how it got there
-LANE_FIELDS = ["name", "lane", "lane_interrupts", "lane_polls", "lane_to_poll",
-               "lane_to_interrupt", "lane_frames", "lane_missed", "lane_errors"]
+LANE_FIELDS = ["name", "lane", *(f"lane_{k}" for k in LANE_STATS)]
 
 
 def _show_vnic(args, sock):

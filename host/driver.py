@@ -42,6 +42,7 @@ from .classifier import (
 )
 from .device import Device, DmaBuffer
 from .forwarding import Forwarder
+from .lanes import STATS as LANE_STATS
 from .lanes import Lane
 from .offload import OffloadQueue
 from .registers import Registers
@@ -606,9 +607,7 @@ class Driver:
         """A VNIC's lane: its mode and counters (``shared``: no lane, the one service loop)."""
         lane = self.lanes.get(name)
         if lane is None:
-            return {"lane": "shared", **dict.fromkeys(
-                ["lane_interrupts", "lane_polls", "lane_to_poll", "lane_to_interrupt",
-                 "lane_frames", "lane_missed", "lane_errors"], 0)}
+            return {"lane": "shared", **{f"lane_{k}": 0 for k in LANE_STATS}}
         return lane.view()
 
     def _rx_pending(self, ring: RxRing) -> bool:

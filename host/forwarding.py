@@ -112,7 +112,6 @@ class Forwarder:
         header = header[:10] + ipv4_checksum(header).to_bytes(2, "big") + header[12:]
         return dev, mac, frame[12:14] + header + frame[34:]
 
-
     def _next_hop(self, vnic: str, vns: str, dst: ipaddress.IPv4Address,
                   t: _Tables) -> tuple[str, bytes | None] | None:
         """The VNIC a route names and its next hop's MAC (None: not known yet); None when

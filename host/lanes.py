@@ -25,13 +25,16 @@ import time
 
 from .device import DeviceError
 
-__all__ = ["Lane", "BUDGET"]
+__all__ = ["Lane", "BUDGET", "STATS"]
 
 log = logging.getLogger(__name__)
 
 #: Frames one poll of one ring takes at most (NAPI's weight is 64; a simulated card's rings
 #: fill slowly, so a smaller budget shows the switch to polling at lower loads).
 BUDGET = 16
+
+#: A lane's counters (``show-vnic`` shows each as ``lane_<name>``).
+STATS = ("interrupts", "polls", "to_poll", "to_interrupt", "frames", "missed", "errors")
 
 #: How long an interrupt-driven lane sleeps when nothing wakes it (a safety net only: every
 #: frame it is due raises its vector or makes its TAP readable).
@@ -45,8 +48,7 @@ class Lane:
     def __init__(self, driver, vnic, budget: int = BUDGET):
         self.driver, self.vnic, self.budget = driver, vnic, budget
         self.mode = "interrupt"
-        self.stats = dict.fromkeys(["interrupts", "polls", "to_poll", "to_interrupt",
-                                    "frames", "missed", "errors"], 0)
+        self.stats = dict.fromkeys(STATS, 0)
         self.error: str | None = None
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._fired = True              # an initial poll: frames may wait in the ring already

@@ -93,26 +93,24 @@ class RxRing:
             self.desc_tail = (self.desc_tail + 1) & 0xFFFF
         return [(self.reg("desc_tail"), self.desc_tail)]
 
-    def pending(self, read: Read) -> bool:
-        """Whether a completion is waiting (nothing taken)."""
+    def _next(self, read: Read) -> dict | None:
+        """The completion at ``cpl_tail`` if the card has written it (its phase bit)."""
         slot = self.cpl_tail % self.size
         phase = (~(self.cpl_tail >> self.size_log2)) & 1
         c = unpack(RxCompletion, read(self.cpl_base + slot * COMPLETION_BYTES, COMPLETION_BYTES))
-        return c["phase"] == phase
+        return c if c["phase"] == phase else None
+
+    def pending(self, read: Read) -> bool:
+        """Whether a completion is waiting (nothing taken)."""
+        return self._next(read) is not None
 
     def poll(self, read: Read, budget: int | None = None
              ) -> tuple[list[tuple[dict, bytes]], list[tuple[str, int]]]:
         """New completions (at most ``budget``) with their frames, and the register write
         that returns them."""
         out = []
-        while budget is None or len(out) < budget:
-            slot = self.cpl_tail % self.size
-            phase = (~(self.cpl_tail >> self.size_log2)) & 1
-            c = unpack(RxCompletion, read(self.cpl_base + slot * COMPLETION_BYTES,
-                                          COMPLETION_BYTES))
-            if c["phase"] != phase:
-                break
-            out.append((c, read(self.posted[slot], c["length"])))
+        while (budget is None or len(out) < budget) and (c := self._next(read)) is not None:
+            out.append((c, read(self.posted[self.cpl_tail % self.size], c["length"])))
             self.cpl_tail = (self.cpl_tail + 1) & 0xFFFF
         return out, ([(self.reg("cpl_tail"), self.cpl_tail)] if out else [])
 

@@ -11,8 +11,6 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
 * ``tcp-send ADDR PORT SPORT BYTES PACE``: connect from SPORT (0: any), send BYTES
   pseudo-random bytes (seeded by the port) in 8 KiB writes PACE seconds apart, print (JSON)
   their SHA-256, the port and the seconds from connecting to the server's close.
-
-:func:`tcp_transfer` runs the two as one checked connection.
 * ``udp-send ADDR PORT SPORT INTERVAL SECONDS``: a numbered datagram every INTERVAL seconds.
 * ``udp-recv ADDR PORT SECONDS RESULT``: write the arrival time of each number (JSON).
 * ``udp-blast ADDR PORT SPORT SIZE RATE SECONDS``: SIZE-byte datagrams from SPORT at RATE per
@@ -24,6 +22,8 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
 * ``udp-ping ADDR PORT COUNT INTERVAL``: COUNT numbered probes to a ``udp-echo``, INTERVAL
   seconds apart, each waited for up to 10 s; print (JSON) each one's round trip in ms (null:
   lost).
+
+:func:`tcp_transfer` runs ``tcp-serve`` and ``tcp-send`` as one checked connection.
 """
 
 import hashlib
@@ -41,8 +41,8 @@ from pathlib import Path
 
 from .serve import wait_for_socket
 
-__all__ = ["LabCard", "BondChassis", "PathChassis", "sh", "in_ns", "tcp_transfer", "LabError",
-           "stream_progress", "card_rates", "CLOCK_HZ"]
+__all__ = ["LabCard", "BondChassis", "PathChassis", "sh", "in_ns", "station", "tcp_transfer",
+           "LabError", "stream_progress", "card_rates", "CLOCK_HZ"]
 
 #: The card's design clock: rates "in card time" count its cycles (``nic.cycles``).
 CLOCK_HZ = 125e6
@@ -79,16 +79,17 @@ def tcp_transfer(server_ns: str, client_ns: str, addr: str, port: int, size: int
                     raise LabError(f"tcp-serve in {server_ns} did not start: "
                                    f"{server.stderr.read() if server.poll() is not None else ''}")
                 time.sleep(0.05)
+            client = in_ns(client_ns, "tcp-send", addr, str(port), "0", str(size), "0",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
-                r = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-m",
-                                    "crossnic.sim.lab", "tcp-send", addr, str(port), "0",
-                                    str(size), "0"], capture_output=True, text=True,
-                                   timeout=timeout)
+                out, err = client.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
+                client.kill()
+                client.wait()
                 raise LabError(f"{size} bytes to {addr}:{port} took over {timeout} s") from None
-            if r.returncode:
-                raise LabError(f"tcp-send to {addr}:{port}: {r.stderr.strip()}")
-            sent = json.loads(r.stdout)
+            if client.returncode:
+                raise LabError(f"tcp-send to {addr}:{port}: {err.strip()}")
+            sent = json.loads(out)
             server.wait(60)
             got = json.loads(result.read_text()).get(str(sent["sport"]), {})
             if (got.get("bytes"), got.get("sha256")) != (size, sent["sha256"]):
@@ -99,6 +100,15 @@ def tcp_transfer(server_ns: str, client_ns: str, addr: str, port: int, size: int
             if server.poll() is None:
                 server.kill()
             server.wait()
+
+
+def station(ns: str, tap: str, address: str) -> None:
+    """A station on a card's port: namespace ``ns`` made, the port's TAP ``tap`` moved into it
+    with ``address`` (ADDR/PREFIX) and up. The caller deletes the namespace."""
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "set", tap, "netns", ns)
+    sh("ip", "-n", ns, "addr", "add", address, "dev", tap)
+    sh("ip", "-n", ns, "link", "set", tap, "up")
 
 
 class LabCard:

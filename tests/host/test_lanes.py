@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crossnic.host.lanes import Lane
-from crossnic.sim.lab import LabCard, in_ns, sh
+from crossnic.sim.lab import LabCard, in_ns, sh, station
 
 BUDGET = 4
 
@@ -185,10 +185,7 @@ def card(tmp_path_factory):
     c = LabCard(tmp, f"tap:{tap}")
     try:
         c.start()
-        sh("ip", "netns", "add", EXT)
-        sh("ip", "link", "set", tap, "netns", EXT)
-        sh("ip", "-n", EXT, "addr", "add", f"{EXT_IP}/24", "dev", tap)
-        sh("ip", "-n", EXT, "link", "set", tap, "up")
+        station(EXT, tap, f"{EXT_IP}/24")
         c.ok("create-vns", QUIET, "--ip", f"{QUIET_IP}/24")
         c.ok("create-vnic", "lq0", "--over", "port0", "--vns", QUIET)
         yield c
