@@ -18,11 +18,16 @@ produces one :class:`~crossnic.gateware.layouts.ClassResult`, in order:
 2. **Settings** of the VNIC (``VnicTable``): disabled -> ``VNIC_DISABLED``; its VNS instance,
    default priority and its local and forwarding rings.
 3. **Class** (``LocalIpTable``): ``LOCAL`` when the destination IP (ARP: target address) is an
-   address registered for this very VNIC, else ``FORWARD``; the ring is the VNIC's local or
-   forwarding ring accordingly.
+   address registered for this very VNIC in the frame's VLAN, else ``FORWARD``; the ring is
+   the VNIC's local or forwarding ring accordingly.
 4. **Flow** (``FlowTable``, masked match on VNIC, VLAN, family, protocol, addresses, ports,
    DSCP): the first matching entry overrides ring and priority (or drops: ``FLOW_DROP``).
    Flooded and already dropped frames keep their decision.
+
+**Etherstub VLANs**: VLAN IDs from ``stub_vlans.base`` up (0: none) belong to the card's
+etherstubs, switches with no wire. A frame that comes in on a wire port tagged with one of
+them is dropped (``STUB_VLAN``) whatever its address, so nothing outside the card reaches an
+etherstub's VNICs; the transmit switch keeps the other direction (``TxSwitch``).
 
 The result also carries what the completion reports (length, port, VLAN tag, checksum verdicts)
 and :func:`flow_hash` of the frame's addresses, protocol and ports.
@@ -67,7 +72,7 @@ CLASSIFIER_COUNTERS = [
     Counter("dropped", "frames the classifier marked for dropping (any reason)"),
 ]
 
-_POLICY, _MCAST_FILTER0 = 0, 8
+_POLICY, _STUB_VLANS, _MCAST_FILTER0 = 0, 1, 8
 
 
 def _rotl(v: Value, n: int) -> Value:
@@ -104,6 +109,8 @@ class Classifier(wiring.Component):
     ----------
     vnics, mac_entries, local_ips, flows : int
         Table sizes.
+    ports : int
+        Wire ports: sources 0 .. ports-1 of :attr:`i` (the hairpin comes after them).
 
     Attributes
     ----------
@@ -111,12 +118,13 @@ class Classifier(wiring.Component):
     result : Out(stream of ClassResult)
     mac_csr, vnic_csr, local_ip_csr, flow_csr, policy_csr, stats_csr : In(CsrSignature)
         One register bus per block of :meth:`blocks`, in that order; read latency 2 each.
+    stub_vlan_base : Out(12), ``stub_vlans.base`` for the transmit switch
     """
 
     read_latency = 2
 
     def __init__(self, *, vnics: int = 64, mac_entries: int = 32, local_ips: int = 16,
-                 flows: int = 64):
+                 flows: int = 64, ports: int = 2):
         vnic_bits = max(1, (vnics - 1).bit_length())
         self.mac_table = MacTable(mac_entries, vnic_bits, tx_port=True)
         self.vnic_table = VnicTable(vnics)
@@ -124,6 +132,7 @@ class Classifier(wiring.Component):
         self.flow_table = FlowTable(flows)
         self.stats = CounterBank(CLASSIFIER_COUNTERS)
         self._vnics = vnics
+        self._ports = ports
         super().__init__({
             "i": In(stream.Signature(ClassifierInput)),
             "result": Out(stream.Signature(ClassResult)),
@@ -137,6 +146,7 @@ class Classifier(wiring.Component):
             "mac_tx_lookup": In(self.mac_table.signature.members["tx_lookup"].signature
                                 .flip()),
             "mac_tx_result": Out(self.mac_table.signature.members["tx_result"].signature),
+            "stub_vlan_base": Out(12),
         })
 
     def csr_ports(self) -> list:
@@ -157,6 +167,10 @@ class Classifier(wiring.Component):
                             f"multicast filter bits {32 * k + 31}:{32 * k}: bit "
                             "mcast_hash(dst MAC) set floods a multicast frame")
               for k in range(8)),
+            Register("stub_vlans", _STUB_VLANS, "the card's etherstub VLANs", (
+                Field("base", 0, 12, rw,
+                      "VLAN IDs base..4094 are etherstub VLANs (0: none): refused from the "
+                      "wire (STUB_VLAN) and to it (tx_switch.stub_refused)"),)),
         ), self.read_latency)
         return [self.mac_table.block("mac_table"), self.vnic_table.block("vnic"),
                 self.local_ip.block("local_ip"), self.flow_table.block("flow_table"), policy,
@@ -216,6 +230,7 @@ class Classifier(wiring.Component):
             mac.lookup.payload.vlan.eq(vid),
             lip.lookup.payload.family.eq(family),
             lip.lookup.payload.addr.eq(meta.ip_dst),
+            lip.lookup.payload.vlan.eq(vid),
             ctx_fifo.w_data.eq(ctx),
         ]
         fork_ok = mac.lookup.ready & lip.lookup.ready & ctx_fifo.w_rdy
@@ -256,6 +271,10 @@ class Classifier(wiring.Component):
             m.d.comb += [d1.vnic.eq(FLOOD_VNIC), d1.flood.eq(1)]
         with m.Else():
             m.d.comb += [d1.vnic.eq(FLOOD_VNIC), d1.drop.eq(DropReason.MULTICAST_FILTER)]
+        # An etherstub VLAN from a wire: refused, whatever the address says.
+        with m.If((c1.port < self._ports) & c1.vlan_tagged & (policy.stub_vlan_base != 0)
+                  & (c1.vlan >= policy.stub_vlan_base)):
+            m.d.comb += d1.drop.eq(DropReason.STUB_VLAN)
         m.d.comb += d1.local.eq(lip.result.payload.hit & ~d1.flood
                                 & (lip.result.payload.vnic == d1.vnic))
         c2, d2 = Signal(ctx_layout), Signal(decide)
@@ -354,13 +373,17 @@ class Classifier(wiring.Component):
         """The policy registers; returns them as a record of signals."""
         csr = self.policy_csr
         p = Signal(data.StructLayout({"unknown_to_default": 1, "mcast_all": 1,
-                                      "default_vnic": 8, "flood_ring": 8, "filter": 256}))
+                                      "default_vnic": 8, "flood_ring": 8, "filter": 256,
+                                      "stub_vlan_base": 12}))
+        m.d.comb += self.stub_vlan_base.eq(p.stub_vlan_base)
         with m.If(csr.w_stb):
             with m.If(csr.addr == _POLICY):
                 m.d.sync += [p.unknown_to_default.eq(csr.w_data[0]),
                              p.mcast_all.eq(csr.w_data[1]),
                              p.default_vnic.eq(csr.w_data[8:16]),
                              p.flood_ring.eq(csr.w_data[16:24])]
+            with m.If(csr.addr == _STUB_VLANS):
+                m.d.sync += p.stub_vlan_base.eq(csr.w_data[:12])
             for k in range(8):
                 with m.If(csr.addr == _MCAST_FILTER0 + k):
                     m.d.sync += p.filter[32 * k:32 * k + 32].eq(csr.w_data)
@@ -369,6 +392,8 @@ class Classifier(wiring.Component):
         with m.If(csr.addr == _POLICY):
             m.d.sync += word.eq(Cat(p.unknown_to_default, p.mcast_all, C(0, 6),
                                     p.default_vnic, p.flood_ring))
+        with m.If(csr.addr == _STUB_VLANS):
+            m.d.sync += word.eq(p.stub_vlan_base)
         for k in range(8):
             with m.If(csr.addr == _MCAST_FILTER0 + k):
                 m.d.sync += word.eq(p.filter[32 * k:32 * k + 32])

@@ -207,6 +207,7 @@ class DropReason(enum.Enum, shape=4):
     COMPLETION_FULL = 7   #: the target ring's completion ring has no free entry
     TOO_LONG = 8          #: the frame is longer than the posted buffer
     BAD_DESCRIPTOR = 9    #: the posted buffer's address is not aligned
+    STUB_VLAN = 10        #: from a wire, tagged with one of the card's etherstub VLANs
 
 
 #: What the classifier takes for each frame: its metadata and the port it came in on.

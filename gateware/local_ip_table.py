@@ -2,8 +2,10 @@
 #      receive rings); RFC 791 / RFC 8200 addresses
 """LocalIpTable: the IPv4 and IPv6 addresses owned by the card's local VNS instances.
 
-A frame whose destination IP (for ARP: the target protocol address) is in the table *for the
-VNIC the frame belongs to* is class ``LOCAL`` (it goes up that VNS instance's stack, on the
+An address is kept with the VLAN it lives in (its VNIC's): separate networks on one card, two
+virtual wires say, may use the same addresses. A frame whose destination IP (for ARP: the target
+protocol address) in its VLAN is in the table *for the VNIC the frame belongs to* is class
+``LOCAL`` (it goes up that VNS instance's stack, on the
 VNIC's local ring); anything else addressed to the VNIC is ``FORWARD`` (the VNIC routes it).
 The table returns the owner; the classifier compares it with the frame's VNIC.
 
@@ -13,8 +15,8 @@ clock, 18 clocks for 16 entries; atomic whole-entry updates under traffic, per-e
 counters and a miss counter).
 
 Register block (word offsets): ``index``, ``addr0``..``addr3`` (address bits 31:0 .. 127:96:
-an IPv4 address is ``addr0`` alone), ``ctrl`` (family, vnic, valid), ``cmd`` (1 store, 2 load),
-``hits`` (of entry[index]; a write clears it), ``misses``.
+an IPv4 address is ``addr0`` alone), ``ctrl`` (family, vnic, vlan, valid), ``cmd`` (1 store,
+2 load), ``hits`` (of entry[index]; a write clears it), ``misses``.
 """
 
 from amaranth import *
@@ -30,8 +32,9 @@ __all__ = ["IpKey", "LocalIpTable", "local_ip_result_layout", "FAMILY_IPV4", "FA
 #: Address family codes used by the classifier's keys (0: not IP).
 FAMILY_IPV4, FAMILY_IPV6 = 1, 2
 
-#: Lookup key: family and destination address (IPv4 in bits 31:0, the rest zero).
-IpKey = data.StructLayout({"family": 2, "addr": 128})
+#: Lookup key: family, destination address (IPv4 in bits 31:0, the rest zero) and the frame's
+#: VLAN ID (0: untagged).
+IpKey = data.StructLayout({"family": 2, "addr": 128, "vlan": 12})
 
 _INDEX, _ADDR0, _CTRL, _CMD, _HITS, _MISSES = 0, 1, 5, 6, 7, 8
 
@@ -46,7 +49,7 @@ def local_ip_result_layout(entries: int, vnic_bits: int) -> data.StructLayout:
 
 
 class LocalIpTable(wiring.Component):
-    """(family, address) -> owning VNIC, ``entries`` addresses.
+    """(family, address, VLAN) -> owning VNIC, ``entries`` addresses.
 
     Attributes
     ----------
@@ -94,6 +97,8 @@ class LocalIpTable(wiring.Component):
             Register("ctrl", _CTRL, "staging: the rest of the entry.", (
                 Field("family", 0, 2, rw, "1 IPv4, 2 IPv6 (0, 3: never matches)"),
                 Field("vnic", 8, self._vnic_bits, rw, "VNIC whose VNS instance owns the address"),
+                Field("vlan", 16, 12, rw, "VLAN ID the address lives in (its VNIC's; 0: "
+                                          "untagged)"),
                 Field("valid", 31, 1, rw, "the entry takes part in lookups"))),
             Register.word("cmd", _CMD, rw, "write 1: store staging into entry[index] (atomic); "
                           "2: load entry[index] into staging; reads 0", width=2),
@@ -108,12 +113,13 @@ class LocalIpTable(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._entries
-        entry = data.StructLayout({"valid": 1, "family": 2, "addr": 128,
+        entry = data.StructLayout({"valid": 1, "family": 2, "addr": 128, "vlan": 12,
                                    "vnic": self._vnic_bits})
         # A key of another family, or of none (not IP), never matches.
         m.submodules.table = table = ScannedTable(
             n, self._lanes, entry, IpKey,
-            lambda e, key: (e.family == key.family) & (e.addr == key.addr) & _is_ip(key.family))
+            lambda e, key: ((e.family == key.family) & (e.addr == key.addr)
+                            & (e.vlan == key.vlan) & _is_ip(key.family)))
         wiring.connect(m, wiring.flipped(self.result), table.result0)
         wiring.connect(m, wiring.flipped(self.lookup), table.lookup0)
         # Misses count IP lookups only: remember whether the lookup in flight is one.
@@ -122,6 +128,6 @@ class LocalIpTable(wiring.Component):
             m.d.sync += is_ip.eq(_is_ip(self.lookup.payload.family))
         table_registers(m, self.csr, table, entry, lambda stage: {
             **{_ADDR0 + k: [(0, stage.addr[32 * k:32 * k + 32])] for k in range(4)},
-            _CTRL: [(0, stage.family), (8, stage.vnic), (31, stage.valid)],
+            _CTRL: [(0, stage.family), (8, stage.vnic), (16, stage.vlan), (31, stage.valid)],
         }, index=_INDEX, cmd=_CMD, hits=_HITS, misses=_MISSES, count_miss=is_ip)
         return m

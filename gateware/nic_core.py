@@ -180,7 +180,7 @@ class NicCore(wiring.Component):
         self._rings = rings
         self._vnics = vnics
         self.classifier = Classifier(vnics=vnics, mac_entries=mac_entries, local_ips=local_ips,
-                                     flows=flows)
+                                     flows=flows, ports=ports)
         self.rx_dma = RxDmaEngine(4, rings=rings)
         self.tx_dma = TxDmaEngine(rings=rings)
         self.tx_switch = TxSwitch(ports, self.classifier.mac_table.signature
@@ -321,6 +321,7 @@ class NicCore(wiring.Component):
             switch.route.p.port.eq(tx_info.p.port),
             switch.route.p.vnic.eq(tx_info.p.vnic),
             switch.route.valid.eq(tx_info.valid),
+            switch.stub_vlan_base.eq(cls.stub_vlan_base),
             tx_info.ready.eq(switch.route.ready),
             self.tx_irq.eq(tx_dma.irq),
             self.tx_work.eq(tx_dma.work),

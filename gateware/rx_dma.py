@@ -171,6 +171,7 @@ _DROP_DOCS = {
     DropReason.COMPLETION_FULL: "target ring's completion ring had no free entry",
     DropReason.TOO_LONG: "frame longer than the posted buffer",
     DropReason.BAD_DESCRIPTOR: "posted buffer address not 8-byte aligned (or the fetch failed)",
+    DropReason.STUB_VLAN: "classifier: from a wire port, tagged with an etherstub VLAN",
 }
 
 #: The engine's global statistics, in register order.

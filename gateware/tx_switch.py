@@ -11,6 +11,15 @@ destination MAC and VLAN in the MAC table (its second, transmit-side port):
   other VNICs see it too (the classifier floods or delivers it);
 * any other unicast: to the wire of the sending VNIC's port.
 
+A ring whose port is past the card's wire ports (``port >= ports``) belongs to an *etherstub*:
+a switch on the card with no wire, so its frames are only ever hairpinned. The etherstubs'
+VLANs are the IDs from ``stub_vlan_base`` up (0: none; the classifier's ``stub_vlans``
+register), and the two worlds never mix: a wire port's ring sending a frame tagged with an
+etherstub VLAN, or an etherstub's ring sending one that is not, is refused (dropped whole,
+``stub_refused``). With the receive side's ``STUB_VLAN`` drop this keeps etherstubs apart from
+the wires in hardware, whatever a tenant puts in its frames; etherstubs are apart from each
+other by VLAN, like any two VLANs.
+
 The decision needs the first 16 bytes (destination MAC, and the 802.1Q tag if there is one), so
 frames pass through a short FIFO while their header is looked up; the lookup of one frame
 overlaps the tail of the one before. A frame sent to both places moves only when both take
@@ -37,8 +46,11 @@ TX_SWITCH_COUNTERS = [
     Counter("wire", "frames sent to a port's wire only (unicast to no VNIC of the card)"),
     Counter("hairpin", "frames switched on the card only (unicast to a VNIC of the card)"),
     Counter("flood", "broadcast and multicast frames sent to the wire and switched on the card"),
-    Counter("no_port", "frames for the wire of a port the card does not have (dropped)"),
+    Counter("no_port", "frames (or a flood's wire copy) from a ring whose port has no wire, "
+                       "an etherstub's or one the card does not have: not sent"),
     Counter("hairpin_overflow", "hairpinned frames dropped: the hairpin buffer was full"),
+    Counter("stub_refused", "frames dropped: a wire port's ring sending into an etherstub "
+                            "VLAN, or an etherstub's ring sending outside them"),
 ]
 
 _HEADER_BEATS = 4       # 16 bytes of 4-byte beats
@@ -54,6 +66,7 @@ class TxSwitch(wiring.Component):
     mac_lookup : Out(stream of MacKey); mac_result : In(stream, ``hit`` field used)
         To the MAC table's transmit-side port.
     csr : In(CsrSignature), the counters (read latency 2)
+    stub_vlan_base : In(12), the first etherstub VLAN ID (0: none)
     """
 
     read_latency = 2
@@ -72,6 +85,7 @@ class TxSwitch(wiring.Component):
             "mac_result": In(stream.Signature(mac_result_layout or mac_match_layout(32, 6))),
             "csr": In(CsrSignature(len(self.stats.csr.addr))),
             "hairpin_overflow": In(1),
+            "stub_vlan_base": In(12),
         }
         for k in range(ports):
             members[f"port{k}"] = Out(PacketSignature(4))
@@ -128,19 +142,27 @@ class TxSwitch(wiring.Component):
             m.d.sync += wait_group.eq(group)
         d = Signal(decision)
         hit = self.mac_result.p.hit
+        base = self.stub_vlan_base
+        stub_vlan = tagged & (base != 0) & (vid >= base)
+        refused = Signal()
+        m.d.comb += refused.eq((base != 0)
+                               & Mux(route_port >= self._ports, ~stub_vlan, stub_vlan))
         m.d.comb += [
             d.port.eq(route_port),
-            d.wire.eq(wait_group | ~hit),
-            d.hairpin.eq(wait_group | hit),
+            d.wire.eq(~refused & (wait_group | ~hit)),
+            d.hairpin.eq(~refused & (wait_group | hit)),
             self.mac_result.ready.eq(decisions.w_rdy),
             decisions.w_data.eq(d),
             decisions.w_en.eq(self.mac_result.valid),
         ]
         with m.If(self.mac_result.valid & self.mac_result.ready):
             m.d.sync += looking.eq(0)
-            m.d.comb += [stats.inc.wire.eq(~wait_group & ~hit & (route_port < self._ports)),
-                         stats.inc.hairpin.eq(~wait_group & hit),
-                         stats.inc.flood.eq(wait_group)]
+            m.d.comb += [
+                stats.inc.wire.eq(~refused & ~wait_group & ~hit & (route_port < self._ports)),
+                stats.inc.hairpin.eq(~refused & ~wait_group & hit),
+                stats.inc.flood.eq(~refused & wait_group),
+                stats.inc.stub_refused.eq(refused),
+            ]
 
         # --- output: each frame to the targets its decision names --------------------------
         cur = Signal(decision)

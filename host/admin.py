@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .etherstubs import STUB_VLAN_BASE
 from .lanes import STATS as LANE_STATS
 
 __all__ = ["add_parsers", "DEFAULT_SOCKET", "AdminError", "request"]
@@ -130,6 +131,32 @@ def _show_vnic(args, sock):
         args.output = ",".join(LANE_FIELDS)
     _print(request("show-vnic", {"name": args.name}, sock), args,
            ["name", "over", "mac", "vlan", "vns", "priority", "maxbw", "rx_ring", "tx_ring"])
+    return 0
+
+
+def _create_etherstub(args, sock):
+    r = request("create-etherstub", {"name": args.name, "temporary": args.t}, sock)
+    print(f"created etherstub {r['name']}")
+    return 0
+
+
+def _show_etherstub(args, sock):
+    _print(request("show-etherstub", {"name": args.name}, sock), args,
+           ["name", "vnics", "vlans", "vwires"])
+    return 0
+
+
+def _create_vwire(args, sock):
+    links = [k for item in args.link for k in item.split(",") if k]
+    r = request("create-vwire", {"name": args.name, "vlan": args.vlan, "links": links,
+                                 "temporary": args.t}, sock)
+    print(f"created virtual wire {r['name']}: VLAN {r['vlan']} on {', '.join(r['links'])}")
+    return 0
+
+
+def _show_vwire(args, sock):
+    _print(request("show-vwire", {"name": args.name}, sock), args,
+           ["name", "vlan", "links", "vnics", "card_vlans", "rx_frames", "tx_frames"])
     return 0
 
 
@@ -394,7 +421,7 @@ def _daemon(args, sock):
         raise AdminError(f"--serial is 1..16777215, not {args.serial}")
     try:
         d = Daemon(dev, args.db, group=group, card_serial=args.serial, chassis=args.chassis,
-                   lanes=not args.no_lanes)
+                   lanes=not args.no_lanes, stub_vlans=args.stub_vlans)
     except (DeviceError, DriverError, ChassisError) as e:
         dev.close()
         raise AdminError(str(e)) from None
@@ -432,9 +459,11 @@ def add_parsers(sub) -> None:
         return p
 
     cmd("show-phys", _show_phys, "show the card's physical ports", show=True)
-    p = cmd("create-vnic", _create_vnic, "create a VNIC over a physical port", temp=True)
+    p = cmd("create-vnic", _create_vnic, "create a VNIC over a physical port or an etherstub",
+            temp=True)
     p.add_argument("name")
-    p.add_argument("--over", "-l", required=True, metavar="PORT", help="port0, port1")
+    p.add_argument("--over", "-l", required=True, metavar="LINK",
+                   help="port0, port1 or an etherstub")
     p.add_argument("--mac", "-m", default="auto",
                    help="auto (default), factory, random or xx:xx:xx:xx:xx:xx")
     p.add_argument("--vlan", "-v", type=int, default=0, help="VLAN ID (0: untagged)")
@@ -447,6 +476,27 @@ def add_parsers(sub) -> None:
                         "local-IP table sends frames to it to the VNIC's local ring")
     p = cmd("delete-vnic", _delete("vnic"), "delete a VNIC", temp=True)
     p.add_argument("name")
+    p = cmd("create-etherstub", _create_etherstub,
+            "create an etherstub: a switch on the card with no wire", temp=True)
+    p.add_argument("name")
+    p = cmd("delete-etherstub", _delete("etherstub"), "delete an etherstub (with no VNICs)",
+            temp=True)
+    p.add_argument("name")
+    p = cmd("show-etherstub", _show_etherstub, "show etherstubs", show=True)
+    p.add_argument("name", nargs="?")
+    p = cmd("create-vwire", _create_vwire,
+            "create a virtual wire: a VLAN on etherstubs and ports, its traffic apart from "
+            "every other wire's", temp=True)
+    p.add_argument("name")
+    p.add_argument("--vlan", "-v", type=int, required=True, help="the wire's VLAN ID (1..4094)")
+    p.add_argument("--link", "-l", action="append", required=True, metavar="LINK[,LINK...]",
+                   help="an etherstub or port the wire is on (repeatable); VNICs over it in "
+                        "the wire's VLAN are on the wire")
+    p = cmd("delete-vwire", _delete("vwire"), "delete a virtual wire and its VNICs",
+            temp=True)
+    p.add_argument("name")
+    p = cmd("show-vwire", _show_vwire, "show virtual wires", show=True)
+    p.add_argument("name", nargs="?")
     p = cmd("show-vnic", _show_vnic, "show VNICs", show=True)
     p.add_argument("name", nargs="?")
     p = cmd("set-linkprop", _set_linkprop, "set a VNIC's link properties", temp=True)
@@ -575,6 +625,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--serial", type=int, default=1, metavar="N",
                    help="this card's number in the host (1..16777215): its automatic VNIC MACs "
                         "and its chassis member name cardN (1)")
+    p.add_argument("--stub-vlans", type=int, default=STUB_VLAN_BASE, metavar="FIRST",
+                   help="VLAN IDs FIRST..4094 are the card's etherstub VLANs, refused on the "
+                        f"wires (default {STUB_VLAN_BASE}; 0: no etherstubs)")
     p.add_argument("--no-lanes", action="store_true",
                    help="serve every VNIC's rings from one loop, not a lane (thread, "
                    "interrupt, dynamic polling) per VNIC")

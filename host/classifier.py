@@ -49,10 +49,11 @@ class LocalIp:
     addr: int
     vnic: int
     valid: bool = True
+    vlan: int = 0                  # the VLAN the address lives in (its VNIC's)
 
     @classmethod
-    def of(cls, address: str, vnic: int) -> "LocalIp":
-        return cls(*ip_key(address), vnic)
+    def of(cls, address: str, vnic: int, vlan: int = 0) -> "LocalIp":
+        return cls(*ip_key(address), vnic, vlan=vlan)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Policy:
     default_vnic: int = 0
     flood_ring: int = 0
     mcast_filter: int = 0          # 256 bits, bit mcast_hash(dst MAC)
+    stub_vlan_base: int = 0        # VLANs base..4094 are etherstubs' (0: none)
 
 
 @dataclass
@@ -114,7 +116,7 @@ def local_ip_writes(index: int, e: LocalIp | None) -> list[tuple[str, int]]:
     e = e or LocalIp(0, 0, 0, valid=False)
     return ([("local_ip.index", index)]
             + [(f"local_ip.addr{k}", e.addr >> 32 * k & 0xFFFF_FFFF) for k in range(4)]
-            + [("local_ip.ctrl", e.family | e.vnic << 8 | int(e.valid) << 31),
+            + [("local_ip.ctrl", e.family | e.vnic << 8 | e.vlan << 16 | int(e.valid) << 31),
                ("local_ip.cmd", _CMD_STORE)])
 
 
@@ -148,7 +150,8 @@ def policy_writes(p: Policy) -> list[tuple[str, int]]:
             | p.flood_ring << 16)
     return ([("classifier.policy", word)]
             + [(f"classifier.mcast_filter{k}", p.mcast_filter >> 32 * k & 0xFFFF_FFFF)
-               for k in range(8)])
+               for k in range(8)]
+            + [("classifier.stub_vlans", p.stub_vlan_base)])
 
 
 def writes(config: ClassifierConfig) -> list[tuple[str, int]]:

@@ -28,7 +28,16 @@ CREATE TABLE IF NOT EXISTS vnic (
     priority TEXT NOT NULL,
     maxbw INTEGER NOT NULL,
     ips TEXT NOT NULL DEFAULT '[]',         -- JSON list of the VNIC's own "addr/len"
-    forwarding INTEGER NOT NULL DEFAULT 0   -- a forwarding ring of its own
+    forwarding INTEGER NOT NULL DEFAULT 0,  -- a forwarding ring of its own
+    link TEXT                               -- the etherstub it is over (NULL: port)
+);
+CREATE TABLE IF NOT EXISTS etherstub (
+    name TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS vwire (
+    name TEXT PRIMARY KEY,
+    vlan INTEGER NOT NULL,
+    links TEXT NOT NULL         -- JSON list of etherstubs and ports
 );
 CREATE TABLE IF NOT EXISTS flow (
     name TEXT PRIMARY KEY,
@@ -99,6 +108,8 @@ class ConfigDb:
                 self.db.execute("ALTER TABLE vnic ADD COLUMN ips TEXT NOT NULL DEFAULT '[]'")
                 self.db.execute("ALTER TABLE vnic ADD COLUMN forwarding INTEGER NOT NULL "
                                 "DEFAULT 0")
+            if "link" not in columns:           # from before etherstubs
+                self.db.execute("ALTER TABLE vnic ADD COLUMN link TEXT")
 
     # --- VNS ------------------------------------------------------------------------------
     def put_vns(self, name: str, vns_id: int, ips: list[str], routes: list[list[str]],
@@ -121,12 +132,12 @@ class ConfigDb:
     # --- VNICs ----------------------------------------------------------------------------
     def put_vnic(self, name: str, port: int, mac: int, vlan: int, vns: str | None,
                  priority: str, maxbw: int, *, ips: list[str] | None = None,
-                 forwarding: bool = False) -> None:
+                 forwarding: bool = False, link: str | None = None) -> None:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO vnic (name, port, mac, vlan, vns, priority, "
-                            "maxbw, ips, forwarding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "maxbw, ips, forwarding, link) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (name, port, mac, vlan, vns, priority, maxbw,
-                             json.dumps(ips or []), int(forwarding)))
+                             json.dumps(ips or []), int(forwarding), link))
 
     def delete_vnic(self, name: str) -> None:
         with self.db:
@@ -135,10 +146,36 @@ class ConfigDb:
 
     def vnics(self) -> list[dict]:
         rows = self.db.execute("SELECT name, port, mac, vlan, vns, priority, maxbw, ips, "
-                               "forwarding FROM vnic ORDER BY rowid").fetchall()
-        keys = ("name", "port", "mac", "vlan", "vns", "priority", "maxbw", "ips", "forwarding")
-        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8])), strict=True))
+                               "forwarding, link FROM vnic ORDER BY rowid").fetchall()
+        keys = ("name", "port", "mac", "vlan", "vns", "priority", "maxbw", "ips", "forwarding",
+                "link")
+        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9]), strict=True))
                 for r in rows]
+
+    # --- etherstubs and virtual wires -------------------------------------------------------
+    def put_etherstub(self, name: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO etherstub VALUES (?)", (name,))
+
+    def delete_etherstub(self, name: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM etherstub WHERE name = ?", (name,))
+
+    def etherstubs(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM etherstub ORDER BY rowid")]
+
+    def put_vwire(self, name: str, vlan: int, links: list[str]) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO vwire VALUES (?, ?, ?)",
+                            (name, vlan, json.dumps(links)))
+
+    def delete_vwire(self, name: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM vwire WHERE name = ?", (name,))
+
+    def vwires(self) -> list[dict]:
+        rows = self.db.execute("SELECT name, vlan, links FROM vwire ORDER BY rowid")
+        return [{"name": n, "vlan": v, "links": json.loads(k)} for n, v, k in rows]
 
     # --- flows ----------------------------------------------------------------------------
     def put_flow(self, name: str, link: str, attrs: dict, priority: str,

@@ -34,6 +34,7 @@ from .chassis import Chassis
 from .configdb import ConfigDb
 from .device import Device, DeviceError
 from .driver import Driver, DriverError, auto_mac, random_mac
+from .etherstubs import STUB_VLAN_BASE, Etherstubs
 from .subscriptions import Subscriptions
 from .vf_service import VfService
 
@@ -151,8 +152,9 @@ class Daemon:
 
     def __init__(self, dev: Device, db_path: str | Path, *, card_serial: int = 1,
                  group: int | None = None, ring_log2: int = 8,
-                 chassis: str | Path | None = None, lanes: bool = True):
-        self.driver = Driver(dev, ring_log2=ring_log2, lanes=lanes)
+                 chassis: str | Path | None = None, lanes: bool = True,
+                 stub_vlans: int = STUB_VLAN_BASE):
+        self.driver = Driver(dev, ring_log2=ring_log2, lanes=lanes, stub_vlans=stub_vlans)
         if chassis is not None:
             self.driver.chassis = Chassis(chassis, f"card{card_serial}")
         self.db = ConfigDb(db_path)
@@ -163,6 +165,8 @@ class Daemon:
         self.temporary: set[str] = set()          # objects created with -t
         self.flows: dict[str, dict] = {}
         self.vnic_ips: dict[str, list[str]] = {}  # VNIC -> its own addresses ("addr/len")
+        self.vnic_over: dict[str, tuple[str, int]] = {}     # VNIC -> (its link, its VLAN)
+        self.stubs = Etherstubs(self, self.db, RequestError)
         self._stop = threading.Event()
         self.lost: str | None = None              # why the device went away, if it did
         self.sessions: list[dict] = []            # offload sessions (a slot range each)
@@ -179,9 +183,11 @@ class Daemon:
                                 sysctls=v["sysctls"], vns_id=v["vns_id"], store=False)
             except (RequestError, netns.NetError) as e:
                 log.error("could not restore VNS %s: %s", v["name"], e)
+        self.stubs.restore()
         for v in self.db.vnics():
             try:
-                self.create_vnic(v["name"], over=f"port{v['port']}", mac=mac_text(v["mac"]),
+                self.create_vnic(v["name"], over=v["link"] or f"port{v['port']}",
+                                 mac=mac_text(v["mac"]),
                                  vlan=v["vlan"], vns=v["vns"], priority=v["priority"],
                                  maxbw=v["maxbw"], ips=v["ips"], forwarding=v["forwarding"],
                                  store=False)
@@ -321,14 +327,12 @@ class Daemon:
             raise RequestError(f"not an address/prefix length: {text!r}") from None
 
     def _check_ips_free(self, ips: list[str]) -> None:
-        """An address belongs to one VNS instance: the card's local-IP table has one owner
-        per address."""
-        owner = {a.split("/")[0]: p["name"] for p in self.vns.values() for a in p["ips"]}
+        """An address is given once. (Whether another VNS has it is the card's question when
+        the address lands on a VNIC: one owner per address and VLAN, so networks that never
+        meet may use the same addresses.)"""
         seen: set[str] = set()
         for a in ips:
             addr = a.split("/")[0]
-            if addr in owner:
-                raise RequestError(f"{addr} is already an address of VNS {owner[addr]}")
             if addr in seen:
                 raise RequestError(f"{addr} is given twice")
             seen.add(addr)
@@ -353,14 +357,14 @@ class Daemon:
             _name("VNIC", name)
             if name in self.driver.vnics:
                 raise RequestError(f"VNIC {name} exists")
-            if netns.link_exists(name):
-                raise RequestError(f"a network interface {name} exists already")
-            port = self._port(over)
+            if netns.link_exists(name) or self.stubs.taken(name):
+                raise RequestError(f"a network interface or link {name} exists already")
             if priority not in PRIORITIES:
                 raise RequestError(f"priority is low, medium or high, not {priority!r}")
             vlan = int(vlan)
             if not 0 <= vlan <= 4094:
                 raise RequestError(f"VLAN ID is 0..4094, not {vlan}")
+            port, card_vlan = self.stubs.card_link(over, vlan)
             rate = parse_rate(maxbw)
             params = self._vns(vns) if vns else None
             mac_int = self._mac(mac)
@@ -368,12 +372,17 @@ class Daemon:
             forwarding = _on_off("forwarding", forwarding)
             if (ips or forwarding) and not params:
                 raise RequestError("addresses and forwarding need the VNIC in a VNS (--vns)")
+            for a in [*ips, *(params["ips"] if params and not params["vnics"] else [])]:
+                try:                    # (its own, and a VNS's on the VNS's first VNIC)
+                    self.driver.check_local_ip(a.split("/")[0], card_vlan)
+                except DriverError as e:
+                    raise RequestError(str(e)) from None
             undo = _Undo()
             try:
                 tap = netns.Tap(name)
                 undo.add(tap.close)
                 netns.ip("link", "set", "dev", name, "address", mac_text(mac_int))
-                self.driver.add_vnic(name, port=port, mac=mac_int, vlan=vlan,
+                self.driver.add_vnic(name, port=port, mac=mac_int, vlan=card_vlan,
                                      vns_id=params["vns_id"] if params else 0,
                                      priority=PRIORITIES[priority], maxbw=rate, tap=tap)
                 undo.add(self.driver.remove_vnic, name)
@@ -390,12 +399,20 @@ class Daemon:
                 undo.rollback()
                 raise RequestError(str(e)) from None
             self.vnic_ips[name] = ips
+            self.vnic_over[name] = (over, vlan)
             if temporary:
                 self.temporary.add(f"vnic:{name}")
             elif store:
-                self.db.put_vnic(name, port, mac_int, vlan, vns, priority, rate, ips=ips,
-                                 forwarding=forwarding)
+                self._store_vnic(name)
             return self._vnic_view(name)
+
+    def _store_vnic(self, name: str) -> None:
+        view = self._vnic_view(name)
+        v = self.driver.vnics[name]
+        self.db.put_vnic(name, v.port, v.mac, view["vlan"], view["vns"],
+                         v.priority.name.lower(), v.maxbw, ips=view["ips"],
+                         forwarding=view["forwarding"],
+                         link=view["over"] if v.stub else None)
 
     def _set_forwarding(self, name: str, on: bool) -> None:
         """A forwarding ring for the VNIC (and IPv4 forwarding in its VNS, for the frames the
@@ -431,6 +448,7 @@ class Daemon:
             tap = self.driver.remove_vnic(name)
             tap.close()                 # the TAP interface goes with its last file descriptor
             self.vnic_ips.pop(name, None)
+            self.vnic_over.pop(name, None)
             for params in self.vns.values():
                 if name in params["vnics"]:
                     params["vnics"].remove(name)
@@ -446,9 +464,9 @@ class Daemon:
             raise RequestError(f"no VNIC {name}") from None
 
     def _port(self, over: str) -> int:
-        if not over.startswith("port") or not over[4:].isdigit():
+        if not isinstance(over, str) or not over.startswith("port") or not over[4:].isdigit():
             raise RequestError(f"--over takes a physical port (port0..port"
-                               f"{self.driver.ports - 1}), not {over!r}")
+                               f"{self.driver.ports - 1}) or an etherstub, not {over!r}")
         port = int(over[4:])
         if port >= self.driver.ports:
             raise RequestError(f"the card has ports port0..port{self.driver.ports - 1}")
@@ -468,7 +486,9 @@ class Daemon:
     def _vnic_view(self, name: str) -> dict:
         v = self.driver.vnics[name]
         vns = next((p["name"] for p in self.vns.values() if name in p["vnics"]), None)
-        return {"name": name, "over": f"port{v.port}", "mac": mac_text(v.mac), "vlan": v.vlan,
+        over, vlan = self.vnic_over[name]
+        return {"name": name, "over": over, "mac": mac_text(v.mac), "vlan": vlan,
+                "card_vlan": v.vlan, "vwire": self.stubs.wire_of(over, vlan),
                 "vns": vns, "vns_id": v.vns_id, "priority": v.priority.name.lower(),
                 "maxbw": v.maxbw, "vnic_id": v.index, "rx_ring": v.rx.index,
                 "tx_ring": v.tx.index, "temporary": f"vnic:{name}" in self.temporary,
@@ -484,11 +504,12 @@ class Daemon:
         c = self.driver.chassis
         near = [f"{u.name}:card" for u in self.driver.vnics.values()
                 if u is not v and u.port == v.port and u.vlan == v.vlan]
-        if c is not None:
+        if c is not None and not v.stub:
             near += [f"{r['name']}@{member}:host" for member, record in sorted(c.peers.items())
                      for r in record.get("vnics", [])
                      if c.peer_of(int(r["mac"]), int(r["vlan"])) and r["vlan"] == v.vlan]
-        return {"path": " ".join([*near, "*:wire"]), "card_frames": v.stats["path_card"],
+        wire = [] if v.stub else ["*:wire"]     # an etherstub has none
+        return {"path": " ".join([*near, *wire]), "card_frames": v.stats["path_card"],
                 "host_frames": v.stats["path_host"], "wire_frames": v.stats["path_wire"],
                 "host_rx_frames": v.stats["rx_host"],
                 "chassis": c.member if c is not None else None}
@@ -512,11 +533,34 @@ class Daemon:
                 raise RequestError(str(e)) from None
             view = self._vnic_view(name)
             if not temporary and not view["temporary"]:
-                v = self.driver.vnics[name]
-                self.db.put_vnic(name, v.port, v.mac, v.vlan, view["vns"],
-                                 v.priority.name.lower(), v.maxbw, ips=view["ips"],
-                                 forwarding=view["forwarding"])
+                self._store_vnic(name)
             return view
+
+    # --- etherstubs and virtual wires (host/etherstubs.py) -----------------------------------
+    def create_etherstub(self, name: str, *, temporary: bool = False) -> dict:
+        with self.lock:
+            return self.stubs.create_etherstub(name, temporary=temporary)
+
+    def delete_etherstub(self, name: str, *, temporary: bool = False) -> None:
+        with self.lock:
+            self.stubs.delete_etherstub(name, temporary=temporary)
+
+    def show_etherstub(self, name: str | None = None) -> list[dict]:
+        with self.lock:
+            return self.stubs.show_etherstub(name)
+
+    def create_vwire(self, name: str, *, vlan: int, links: list[str],
+                     temporary: bool = False) -> dict:
+        with self.lock:
+            return self.stubs.create_vwire(name, vlan=vlan, links=links, temporary=temporary)
+
+    def delete_vwire(self, name: str, *, temporary: bool = False) -> None:
+        with self.lock:
+            self.stubs.delete_vwire(name, temporary=temporary)
+
+    def show_vwire(self, name: str | None = None) -> list[dict]:
+        with self.lock:
+            return self.stubs.show_vwire(name)
 
     # --- flows (flowadm) --------------------------------------------------------------------
     TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
@@ -785,6 +829,9 @@ class Daemon:
         "associate": "associate", "dissociate": "dissociate",
         "show-association": "show_association",
         "show-association-log": "show_association_log",
+        "create-etherstub": "create_etherstub", "delete-etherstub": "delete_etherstub",
+        "show-etherstub": "show_etherstub", "create-vwire": "create_vwire",
+        "delete-vwire": "delete_vwire", "show-vwire": "show_vwire",
     }
 
     def handle(self, request: dict) -> dict:

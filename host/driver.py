@@ -41,6 +41,7 @@ from .classifier import (
     vnic_writes,
 )
 from .device import Device, DmaBuffer
+from .etherstubs import STUB_VLAN_BASE
 from .forwarding import Forwarder
 from .lanes import STATS as LANE_STATS
 from .lanes import Lane
@@ -92,6 +93,7 @@ class Vnic:
          "fwd_drops"], 0))
     fwd: RxRing | None = None      # the forwarding ring, when the VNIC routes (forwarding=on)
     fwd_buffers: list[DmaBuffer] = field(default_factory=list)
+    stub: bool = False             # over an etherstub: no wire, ``port`` is the card's stub port
 
 
 class _TxBatch:
@@ -129,7 +131,8 @@ class Driver:
     """Own the card behind ``dev``: every ring disabled and every table cleared at start."""
 
     def __init__(self, dev: Device, *, ring_log2: int = 8, buf_size: int = 2048,
-                 clk_hz: float = 125e6, allow_export: bool = False, lanes: bool = True):
+                 clk_hz: float = 125e6, allow_export: bool = False, lanes: bool = True,
+                 stub_vlans: int = STUB_VLAN_BASE):
         self.dev = dev
         #: each VNIC served by a lane of its own (:mod:`~crossnic.host.lanes`), or every ring
         #: by the one :meth:`service` loop
@@ -144,6 +147,12 @@ class Driver:
         self.ports = self.regs.read_field("nic.params", "ports")
         self.rings = self.regs.read_field("nic.params", "rings")
         self.vnic_count = self.regs.read_field("nic.params", "vnics")
+        if stub_vlans and not 2 <= stub_vlans <= 4094:
+            raise DriverError(f"etherstub VLANs start at 2..4094 (0: none), not {stub_vlans}")
+        #: etherstub VLANs are stub_vlan_base..4094 (0: no etherstubs)
+        self.stub_vlan_base = stub_vlans
+        #: the transmit port code of etherstubs' rings: past the wire ports (2-bit field)
+        self.stub_port = self.ports if stub_vlans and self.ports < 4 else None
         self.ring_log2 = ring_log2
         self.buf_size = buf_size
         self.clk_hz = clk_hz
@@ -173,7 +182,7 @@ class Driver:
         self._reset()
         self.flood, _ = self._rx_ring(FLOOD_RING)
         self._start_rx(self.flood)
-        self._write(policy_writes(Policy(flood_ring=FLOOD_RING)))
+        self._write(policy_writes(Policy(flood_ring=FLOOD_RING, stub_vlan_base=stub_vlans)))
         self._offload_lock = threading.Lock()
         self.offload_queue: OffloadQueue | None = None
         if self.regs.read_field("nic.features", "offload"):
@@ -274,6 +283,18 @@ class Driver:
             self._free_vnics.append(index)
             self._free_vnics.sort()
 
+    def check_vlan(self, vlan: int, *, stub: bool = False) -> None:
+        """A VLAN ID a VNIC of a wire port (or, ``stub``, of an etherstub) may have."""
+        if not 0 <= vlan < 4095:
+            raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
+        base = self.stub_vlan_base
+        if stub and not (base and vlan >= base):
+            raise DriverError(f"an etherstub's VLAN IDs are {base}..4094, not {vlan}"
+                              if base else "the card has no etherstub VLANs")
+        if not stub and base and vlan >= base:
+            raise DriverError(f"VLAN IDs {base}..4094 are the card's etherstub VLANs "
+                              f"(crossnicd --stub-vlans): not for a wire port")
+
     def mac_in_use(self, mac: int, vlan: int) -> bool:
         return any(e is not None and (e.mac, e.vlan) == (mac, vlan) for e in self.macs)
 
@@ -373,10 +394,10 @@ class Driver:
         with self.lock:
             if name in self.vnics:
                 raise DriverError(f"VNIC {name} exists")
-            if not 0 <= port < self.ports:
+            stub = port == self.stub_port
+            if not (0 <= port < self.ports or stub):
                 raise DriverError(f"the card has ports 0..{self.ports - 1}, not {port}")
-            if not 0 <= vlan < 4095:
-                raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
+            self.check_vlan(vlan, stub=stub)
             if self.mac_in_use(mac, vlan):
                 text = ":".join(f"{b:02x}" for b in mac.to_bytes(6, "big"))
                 raise DriverError(f"MAC {text} is already used in VLAN {vlan}")
@@ -391,7 +412,7 @@ class Driver:
             index = self._free_vnics.pop(0)
             slot = self.macs.index(None)
             v = Vnic(name, index, port, mac, vlan, vns_id, Priority(priority), maxbw, rx, tx,
-                     tap, slot, buffers)
+                     tap, slot, buffers, stub=stub)
             self._start_rx(rx)
             self._write(tx.setup(port=port, vnic=index, priority=Priority(priority).value,
                                  maxbw=rate))
@@ -490,16 +511,23 @@ class Driver:
             raise DriverError(f"no VNIC {name}") from None
 
     # --- local IPs and flows --------------------------------------------------------------
+    def check_local_ip(self, addr: str, vlan: int) -> None:
+        """An address may be a local address in ``vlan`` (one owner per address and VLAN:
+        separate networks, virtual wires say, may use the same addresses)."""
+        key = (*ip_key(addr), vlan)
+        for e in self.local_ips:
+            if e is not None and (e.family, e.addr, e.vlan) == key:
+                owner = next((u.name for u in self.vnics.values() if u.index == e.vnic), "?")
+                raise DriverError(f"{addr} is already an address of VNIC {owner} in its VLAN")
+        if None not in self.local_ips:
+            raise DriverError("the local-IP table is full")
+
     def add_local_ip(self, name: str, addr: str) -> None:
         with self.lock:
             v = self._vnic(name)
-            key = ip_key(addr)
-            if any(e is not None and (e.family, e.addr) == key for e in self.local_ips):
-                raise DriverError(f"{addr} is already a local address on the card")
-            if None not in self.local_ips:
-                raise DriverError("the local-IP table is full")
+            self.check_local_ip(addr, v.vlan)
             slot = self.local_ips.index(None)
-            self.local_ips[slot] = LocalIp.of(addr, v.index)
+            self.local_ips[slot] = LocalIp.of(addr, v.index, v.vlan)
             self._write(local_ip_writes(slot, self.local_ips[slot]))
             v.local_ips[addr] = slot
 
@@ -666,8 +694,9 @@ class Driver:
         src = int.from_bytes(frame[6:12], "big")
         vlan = c["vlan_tci"] & 0xFFF if c["vlan_tagged"] else 0
         port = c["port"]
-        if port == _HAIRPIN_PORT:
-            sender = next((v for v in self.vnics.values() if v.mac == src), None)
+        if port == _HAIRPIN_PORT:       # from a VNIC of the card: the sender's switch
+            sender = next((v for v in self.vnics.values()
+                           if v.mac == src and v.vlan == vlan), None)
             port = sender.port if sender else None
         plain = untag(frame) if vlan else frame
         if self.chassis is not None:
@@ -741,6 +770,8 @@ class Driver:
         around), ``host`` (a VNIC of another card in the chassis: through host memory, the
         member named second) or ``wire`` (the rest, broadcast and multicast included)."""
         dst = int.from_bytes(frame[:6], "big")
+        if v.stub:                      # an etherstub has no wire: everything is the card's
+            return "card", None
         if dst >> 40 & 1:
             return "wire", None
         if (dst, v.vlan, v.port) in local:
@@ -753,7 +784,8 @@ class Driver:
         frames = self.chassis.receive()
         for frame, vlan in frames:
             dst = int.from_bytes(frame[:6], "big")
-            v = next((u for u in self.vnics.values() if u.mac == dst and u.vlan == vlan), None)
+            v = next((u for u in self.vnics.values()
+                      if u.mac == dst and u.vlan == vlan and not u.stub), None)
             if v is None:
                 self.chassis.stats["rx_unknown"] += 1
                 continue
@@ -763,7 +795,7 @@ class Driver:
                 v.stats["rx_frames"] += 1
                 v.stats["rx_bytes"] += len(frame)
         self.chassis.sync([{"name": u.name, "mac": u.mac, "vlan": u.vlan}
-                           for u in self.vnics.values()])
+                           for u in self.vnics.values() if not u.stub])
         return len(frames)
 
     def _tx_flows(self, v: Vnic) -> list[FlowEntry]:

@@ -124,6 +124,7 @@ class VfManager:
                 raise DriverError(f"VF {n} is already enabled")
             if not 0 <= port < d.ports:
                 raise DriverError(f"the card has ports 0..{d.ports - 1}, not {port}")
+            d.check_vlan(vlan)
             pages = -(-memory // PAGE)
             buf = d.alloc_dma(pages * PAGE, PAGE)
             d.dev.mem_write(buf.addr, bytes(pages * PAGE))     # nothing of its last user's
@@ -294,8 +295,7 @@ class VfManager:
 
     def set_vlan(self, n: int, vlan: int) -> None:
         """Move every MAC of the VF to VLAN ``vlan`` (all or nothing)."""
-        if not 0 <= vlan < 4095:
-            raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
+        self.driver.check_vlan(vlan)
         s = self._enabled(n)
         d = self.driver
         with d.lock:

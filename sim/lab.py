@@ -22,6 +22,10 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
 * ``udp-ping ADDR PORT COUNT INTERVAL``: COUNT numbered probes to a ``udp-echo``, INTERVAL
   seconds apart, each waited for up to 10 s; print (JSON) each one's round trip in ms (null:
   lost).
+* ``capture IFACE SECONDS RESULT``: count the frames IFACE receives by source MAC, and those
+  that carry a ``MARK`` payload, keeping RESULT (JSON) up to date.
+* ``eth-send IFACE FRAME COUNT``: send FRAME (hex, a whole Ethernet frame) COUNT times on
+  IFACE, as it is (for frames a stack would not make: foreign VLAN tags, forged addresses).
 
 :func:`tcp_transfer` runs ``tcp-serve`` and ``tcp-send`` as one checked connection.
 """
@@ -501,6 +505,42 @@ def udp_ping(addr: str, port: int, count: int, interval: float) -> None:
     print(json.dumps(rtts))
 
 
+#: What ``capture`` looks for in a frame (``eth-send`` frames of the tests carry it).
+MARK = b"crossnic-lab-mark"
+
+
+def capture(iface: str, seconds: float, result: str) -> None:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
+    s.bind((iface, 0))
+    s.settimeout(0.2)
+    counts: dict[str, int] = {}
+    state = {"sources": counts, "marked": 0}
+    _save(result, state)
+    end = time.monotonic() + seconds
+    next_save = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        try:
+            frame, info = s.recvfrom(4096)
+        except TimeoutError:
+            frame, info = None, None
+        if frame is not None and info[2] != socket.PACKET_OUTGOING:
+            src = frame[6:12].hex(":")
+            counts[src] = counts.get(src, 0) + 1
+            state["marked"] += MARK in frame
+        if time.monotonic() >= next_save:
+            _save(result, state)
+            next_save = time.monotonic() + 0.5
+    _save(result, state)
+
+
+def eth_send(iface: str, frame: str, count: int) -> None:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    for _ in range(count):
+        s.send(bytes.fromhex(frame))
+        time.sleep(0.05)
+
+
 def main(argv: list[str]) -> None:
     tool, *a = argv
     if tool == "tcp-serve":
@@ -519,9 +559,13 @@ def main(argv: list[str]) -> None:
         udp_echo(a[0], int(a[1]), float(a[2]))
     elif tool == "udp-ping":
         udp_ping(a[0], int(a[1]), int(a[2]), float(a[3]))
+    elif tool == "capture":
+        capture(a[0], float(a[1]), a[2])
+    elif tool == "eth-send":
+        eth_send(a[0], a[1], int(a[2]))
     else:
         raise SystemExit(f"unknown tool {tool!r}: tcp-serve, tcp-send, udp-send, udp-recv, "
-                         "udp-blast, udp-count, udp-echo, udp-ping")
+                         "udp-blast, udp-count, udp-echo, udp-ping, capture, eth-send")
 
 
 if __name__ == "__main__":

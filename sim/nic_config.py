@@ -147,7 +147,7 @@ def parse(doc: dict) -> NicConfig:
                               f"{where}.forward_ring", 0, rings - 1))
         for ip in v.get("local_ips", []):
             try:
-                cfg.local_ips.append(LocalIp.of(str(ip), n))
+                cfg.local_ips.append(LocalIp.of(str(ip), n, vlan))
             except ValueError:
                 raise ConfigError(f"{where}.local_ips: {ip!r} is not an address") from None
         for group in v.get("multicast_groups", []):

@@ -153,7 +153,8 @@ def random_scenario(rng: random.Random, *, vnics: int = 8, rings: int = 16,
         if v % 2:
             sc.local_ips.append((f"2001:db8:{v}::1", v))
     sc.local_ips = sc.local_ips[:local_ip_entries]
-    cfg.local_ips = [LocalIp.of(a, v) for a, v in sc.local_ips]
+    vlan_of = {v: vlan for _, vlan, v in sc.vnic_macs}         # an address is in its VNIC's VLAN
+    cfg.local_ips = [LocalIp.of(a, v, vlan_of[v]) for a, v in sc.local_ips]
     cfg.local_ips += [None] * (local_ip_entries - len(cfg.local_ips))
     sc.remote_ips = ["192.0.2.1", "198.51.100.7", "10.0.0.1", "10.1.0.200",
                      "2001:db8:ffff::1", "2001:db8:1::77"]

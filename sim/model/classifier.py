@@ -86,6 +86,7 @@ class ClassifierModel:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ["frames", "mac_hits", "unknown_unicast", "flooded", "local", "flow_hits", "dropped"],
         0))
+    ports: int = 2              #: wire ports: sources 0 .. ports-1 (the hairpin is after them)
 
     def classify(self, f: ParsedFrame, port: int) -> dict:
         """The :class:`~crossnic.gateware.layouts.ClassResult` fields for one frame."""
@@ -121,9 +122,12 @@ class ClassifierModel:
         else:
             vnic = FLOOD_VNIC
             r["drop"] = DropReason.MULTICAST_FILTER
+        base = cfg.policy.stub_vlan_base
+        if port < self.ports and f.vlan_tagged and base and vlan >= base:
+            r["drop"] = DropReason.STUB_VLAN     # an etherstub VLAN from a wire
         r["vnic"] = vnic
         owner = next((e.vnic for e in cfg.local_ips if e and e.valid and family
-                      and e.family == family and e.addr == f.ip_dst), None)
+                      and e.family == family and e.addr == f.ip_dst and e.vlan == vlan), None)
         local = not flood and owner == vnic
         r["cls"] = FrameClass.LOCAL if local else FrameClass.FORWARD
         if flood:

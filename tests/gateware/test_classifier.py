@@ -145,6 +145,46 @@ def test_rules_by_example():
         assert {k: got[k] for k in want} == want, (want, got)
 
 
+def test_etherstub_vlans_are_refused_from_the_wire():
+    """With ``stub_vlans.base`` set, a frame tagged with an etherstub VLAN is dropped
+    (``STUB_VLAN``) when it comes from a wire port, even to a VNIC's exact MAC and VLAN;
+    the same frame from the hairpin (an etherstub's own VNIC sent it) is delivered, and VLANs
+    below the base are untouched. With the base 0 nothing is refused."""
+    b = Bench(ports=2)
+    stub_mac, wire_mac = 0x0200_0000_0C01, 0x0200_0000_0D01
+    cfg = ClassifierConfig(
+        macs=[MacEntry(stub_mac, 4000, 1), MacEntry(wire_mac, 10, 2)],
+        vnics={1: VnicSettings(True, Priority.MEDIUM, 1, 3, 3),
+               2: VnicSettings(True, Priority.MEDIUM, 2, 5, 5)},
+        policy=Policy(flood_ring=12, stub_vlan_base=4000))
+    stub, wire = mac_text(stub_mac), mac_text(wire_mac)
+    hairpin = 2
+    cases = [
+        (_frame(stub, vlan=4000), 0, dict(vnic=1, drop=DropReason.STUB_VLAN)),
+        (_frame(stub, vlan=4000), 1, dict(vnic=1, drop=DropReason.STUB_VLAN)),
+        (_frame(stub, vlan=4000), hairpin, dict(vnic=1, ring=3, drop=DropReason.NONE)),
+        (_frame("ff:ff:ff:ff:ff:ff", vlan=4090), 0, dict(drop=DropReason.STUB_VLAN)),
+        (_frame("ff:ff:ff:ff:ff:ff", vlan=4090), hairpin, dict(ring=12, drop=DropReason.NONE)),
+        (_frame(wire, vlan=10), 0, dict(vnic=2, ring=5, drop=DropReason.NONE)),
+        (_frame(stub), 0, dict(drop=DropReason.UNKNOWN_UNICAST)),       # untagged: VLAN 0
+    ]
+    results, after = [], []
+
+    async def bench(ctx):
+        await b.load(ctx, cfg)
+        assert await b.read(ctx, "classifier.stub_vlans") == 4000
+        await b.classify(ctx, [(f, port) for f, port, _ in cases], results)
+        await b.write(ctx, "classifier.stub_vlans", 0)
+        await b.classify(ctx, [(cases[0][0], 0)], after)
+
+    run(b.dut, bench)
+    model = ClassifierModel(cfg)
+    for (frame, port, want), got in zip(cases, results, strict=True):
+        assert got == expected(model, frame, port)
+        assert {k: got[k] for k in want} == want, (want, got)
+    assert after[0]["drop"] == DropReason.NONE and after[0]["ring"] == 3
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_scenarios_match_the_model(seed):
     rng = random.Random(seed)

@@ -15,16 +15,17 @@ def addr(text: str) -> tuple[int, int]:
     return (FAMILY_IPV4 if a.version == 4 else FAMILY_IPV6), int(a)
 
 
-async def program(ctx, csr, index, family, value, vnic, valid=True):
+async def program(ctx, csr, index, family, value, vnic, valid=True, vlan=0):
     await csr.write(ctx, "index", index)
     for k in range(4):
         await csr.write(ctx, f"addr{k}", value >> 32 * k & 0xFFFF_FFFF)
-    await csr.write(ctx, "ctrl", family | vnic << 8 | int(valid) << 31)
+    await csr.write(ctx, "ctrl", family | vnic << 8 | vlan << 16 | int(valid) << 31)
     await csr.write(ctx, "cmd", 1)
 
 
-async def lookup(ctx, dut, family, value):
-    r = await request(ctx, dut.lookup, dut.result, {"family": family, "addr": value})
+async def lookup(ctx, dut, family, value, vlan=0):
+    r = await request(ctx, dut.lookup, dut.result,
+                      {"family": family, "addr": value, "vlan": vlan})
     return r.hit, r.index, r.vnic
 
 
@@ -61,6 +62,27 @@ def test_ipv4_and_ipv6_addresses_map_to_their_owner():
         assert await csr.read(ctx, "ctrl") == FAMILY_IPV6 | 3 << 8 | 1 << 31
         await csr.write(ctx, "index", 99)                 # out of range: ignored
         assert await csr.read(ctx, "index") == 2
+
+    run(dut, bench)
+
+
+def test_one_address_in_several_vlans_has_an_owner_in_each():
+    """Two networks on one card (virtual wires) may use the same address: an entry matches only
+    in its VLAN."""
+    dut = LocalIpTable(16)
+    csr = CsrPort(dut.csr, dut.block(), dut.read_latency)
+
+    async def bench(ctx):
+        await program(ctx, csr, 0, *addr("10.77.0.2"), 5, vlan=4000)
+        await program(ctx, csr, 1, *addr("10.77.0.2"), 6, vlan=4001)
+        await program(ctx, csr, 2, *addr("10.77.0.2"), 7)
+        assert await lookup(ctx, dut, *addr("10.77.0.2"), vlan=4001) == (1, 1, 6)
+        assert await lookup(ctx, dut, *addr("10.77.0.2"), vlan=4000) == (1, 0, 5)
+        assert await lookup(ctx, dut, *addr("10.77.0.2")) == (1, 2, 7)
+        assert (await lookup(ctx, dut, *addr("10.77.0.2"), vlan=10))[0] == 0
+        await csr.write(ctx, "index", 1)
+        await csr.write(ctx, "cmd", 2)
+        assert await csr.read(ctx, "ctrl") == FAMILY_IPV4 | 6 << 8 | 4001 << 16 | 1 << 31
 
     run(dut, bench)
 

@@ -86,7 +86,57 @@ def test_each_frame_goes_where_a_switch_would_send_it():
         await ctx.tick().repeat(2000)
         counts = {c.name: await stats.read(ctx, f"{c.name}.lo") for c in TX_SWITCH_COUNTERS}
         assert counts == {"wire": 2, "hairpin": 3, "flood": 2, "no_port": 1,
-                          "hairpin_overflow": 0}
+                          "hairpin_overflow": 0, "stub_refused": 0}
+
+    async def sink(ctx, name):
+        while True:
+            f, _, _ = await recv_frame(ctx, getattr(dut, name), 4, stall=0.5, rng=rng,
+                                       timeout=10**9)
+            got[name].append(f)
+
+    run(dut, software_and_source, background=[task(sink, n) for n in got])
+    for name in got:
+        assert got[name] == [f for f, _, want in cases if name in want], name
+
+
+def test_etherstub_rings_and_wire_rings_never_share_a_vlan():
+    """With etherstub VLANs from 4000 up, a ring of port 2 (no wire: an etherstub's) reaches
+    the card's VNICs of its VLAN only by the hairpin, and its broadcast's wire copy goes
+    nowhere; a wire port's ring sending into an etherstub VLAN, or an etherstub's ring
+    sending outside them, is refused whole (``stub_refused``), even to a VNIC's exact MAC."""
+    dut = Bench()
+    mac = CsrPort(dut.mac_csr, dut.table.block("mac_table"), 2)
+    stats = CsrPort(dut.csr, Block.from_counters("tx_switch", "", TX_SWITCH_COUNTERS), 2)
+    stub = 2
+    cases = [  # (frame, port, expected targets)
+        (frame("02:00:00:00:00:05", vlan=4000), stub, {"hairpin"}),       # stub VNIC to stub VNIC
+        (frame("ff:ff:ff:ff:ff:ff", vlan=4000), stub, {"hairpin"}),       # flood: card only
+        (frame("02:99:00:00:00:01", vlan=4000), stub, set()),             # unknown: nowhere
+        (frame("02:00:00:00:00:05", vlan=4000), 0, set()),                # wire ring: refused
+        (frame("02:00:00:00:00:05", vlan=4001), 1, set()),                # refused
+        (frame("02:00:00:00:00:01"), stub, set()),                        # untagged: refused
+        (frame("02:00:00:00:00:02", vlan=7), stub, set()),                # wire VLAN: refused
+        (frame("02:00:00:00:00:01"), 0, {"hairpin"}),                     # wire rings as before
+        (frame("02:99:00:00:00:01", vlan=7), 1, {"port1"}),
+    ]
+    got = {"port0": [], "port1": [], "hairpin": []}
+    rng = random.Random(2)
+
+    async def software_and_source(ctx):
+        ctx.set(dut.switch.stub_vlan_base, 4000)
+        for path, value in (mac_writes(0, MacEntry(VNIC_MAC, 0, 1))
+                            + mac_writes(1, MacEntry(0x0200_0000_0002, 7, 2))
+                            + mac_writes(2, MacEntry(0x0200_0000_0005, 4000, 3))):
+            await mac.write(ctx, path, value)
+        for f, port, _ in cases:
+            ctx.set(dut.route.p.port, port)
+            ctx.set(dut.route.valid, 1)
+            await send_frame(ctx, dut.i, f, 4)
+            ctx.set(dut.route.valid, 0)
+        await ctx.tick().repeat(2000)
+        counts = {c.name: await stats.read(ctx, f"{c.name}.lo") for c in TX_SWITCH_COUNTERS}
+        assert counts == {"wire": 1, "hairpin": 2, "flood": 1, "no_port": 2,
+                          "hairpin_overflow": 0, "stub_refused": 4}
 
     async def sink(ctx, name):
         while True:

@@ -209,7 +209,8 @@ def test_bad_requests_change_nothing(setup):
     web_mac = before[0]["mac"]
     for args, message in [
         (("create-vnic", "vx", "--over", "port0", "--mac", web_mac), "already used in VLAN 0"),
-        (("create-vns", "nsx", "--ip", "10.9.0.1/24"), "already an address of VNS " + WEB),
+        (("create-vnic", "vx", "--over", "port0", "--vns", WEB, "--ip", "10.9.0.1/24"),
+         f"already an address of VNIC v{WEB}"),
         (("create-vns", "nsx", "--ip", "10.9.3.1/24", "--ip", "10.9.3.1/16"), "given twice"),
         (("create-vnic", "vx", "--over", "port0", "--vns", "nosuch"), "no VNS nosuch"),
         (("create-vnic", f"v{WEB}", "--over", "port0"), "exists"),
