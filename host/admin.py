@@ -146,11 +146,28 @@ def _show_etherstub(args, sock):
     return 0
 
 
+def _wire_vnic(text: str) -> dict:
+    """``NAME[,over=LINK][,vns=VNS][,ip=ADDR/PREFIX]...[,mac=MAC]`` -> a wire's VNIC."""
+    name, *items = text.split(",")
+    spec: dict = {"name": name}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("over", "vns", "ip", "mac"):
+            raise AdminError(f"--vnic {text!r}: NAME then over=, vns=, ip=, mac= (not {item!r})")
+        if key == "ip":
+            spec.setdefault("ips", []).append(value)
+        else:
+            spec[key] = value
+    return spec
+
+
 def _create_vwire(args, sock):
     links = [k for item in args.link for k in item.split(",") if k]
+    vnics = [_wire_vnic(v) for v in args.vnic or []]
     r = request("create-vwire", {"name": args.name, "vlan": args.vlan, "links": links,
-                                 "temporary": args.t}, sock)
-    print(f"created virtual wire {r['name']}: VLAN {r['vlan']} on {', '.join(r['links'])}")
+                                 "vnics": vnics, "temporary": args.t}, sock)
+    print(f"created virtual wire {r['name']}: VLAN {r['vlan']} on {', '.join(r['links'])}"
+          + (f", VNICs {', '.join(r['vnics'])}" if r["vnics"] else ""))
     return 0
 
 
@@ -492,6 +509,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--link", "-l", action="append", required=True, metavar="LINK[,LINK...]",
                    help="an etherstub or port the wire is on (repeatable); VNICs over it in "
                         "the wire's VLAN are on the wire")
+    p.add_argument("--vnic", action="append",
+                   metavar="NAME[,over=LINK][,vns=VNS][,ip=ADDR/PREFIX][,mac=MAC]",
+                   help="a VNIC made with the wire, in its VLAN (repeatable; over defaults to "
+                        "the wire's link when it has one): all or nothing")
     p = cmd("delete-vwire", _delete("vwire"), "delete a virtual wire and its VNICs",
             temp=True)
     p.add_argument("name")

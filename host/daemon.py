@@ -365,6 +365,8 @@ class Daemon:
             if not 0 <= vlan <= 4094:
                 raise RequestError(f"VLAN ID is 0..4094, not {vlan}")
             port, card_vlan = self.stubs.card_link(over, vlan)
+            if self.stubs.stubs.get(over) and not temporary:
+                raise RequestError(f"etherstub {over} is temporary: so must its VNICs be (-t)")
             rate = parse_rate(maxbw)
             params = self._vns(vns) if vns else None
             mac_int = self._mac(mac)
@@ -550,9 +552,10 @@ class Daemon:
             return self.stubs.show_etherstub(name)
 
     def create_vwire(self, name: str, *, vlan: int, links: list[str],
-                     temporary: bool = False) -> dict:
+                     vnics: list[dict] | None = None, temporary: bool = False) -> dict:
         with self.lock:
-            return self.stubs.create_vwire(name, vlan=vlan, links=links, temporary=temporary)
+            return self.stubs.create_vwire(name, vlan=vlan, links=links, vnics=vnics,
+                                           temporary=temporary)
 
     def delete_vwire(self, name: str, *, temporary: bool = False) -> None:
         with self.lock:

@@ -13,9 +13,10 @@ them (``rx_dma.drop_stub_vlan``, ``tx_switch.stub_refused``), whatever a tenant 
 frames.
 
 A **virtual wire** is a VLAN on a set of links (etherstubs and ports): every VNIC over one of
-its links in its VLAN is on the wire. It is created, shown and deleted as one object (deleting
-it deletes its VNICs). Two wires never share a link and VLAN, so their traffic never meets: on
-an etherstub each is a card VLAN of its own, on a port a VLAN of the wire.
+its links in its VLAN is on the wire. It is created (with its VNICs, if given), shown and
+deleted (with its VNICs) as one object. Two wires never share a link and VLAN, so their
+traffic never meets: on an etherstub each is a card VLAN of its own, on a port a VLAN of the
+wire.
 """
 
 from __future__ import annotations
@@ -133,7 +134,9 @@ class Etherstubs:
 
     # --- virtual wires --------------------------------------------------------------------
     def create_vwire(self, name: str, *, vlan: int, links: list[str],
-                     temporary: bool = False) -> dict:
+                     vnics: list[dict] | None = None, temporary: bool = False) -> dict:
+        """The wire, and the VNICs of ``vnics`` on it ({name, over (default: the wire's one
+        link), vns, ips, mac}): all or nothing."""
         self._new_name("virtual wire", name)
         try:
             vlan = int(vlan)
@@ -153,10 +156,41 @@ class Etherstubs:
             other = self.wire_of(link, vlan)
             if other is not None:
                 raise self.error(f"VLAN {vlan} on {link} is virtual wire {other}")
+            if not temporary and self.stubs.get(link):
+                raise self.error(f"etherstub {link} is temporary: so must its wires be (-t)")
+        specs = self._vnic_specs(vnics, links)
         self.wires[name] = {"vlan": vlan, "links": list(links), "temporary": bool(temporary)}
+        made: list[str] = []
+        try:
+            for spec in specs:
+                self.daemon.create_vnic(vlan=vlan, temporary=temporary, **spec)
+                made.append(spec["name"])
+        except Exception:
+            for vnic in reversed(made):
+                self.daemon.delete_vnic(vnic, temporary=temporary)
+            del self.wires[name]
+            raise
         if not temporary:
             self.db.put_vwire(name, vlan, links)
         return self._wire_view(name)
+
+    def _vnic_specs(self, vnics, links: list[str]) -> list[dict]:
+        if vnics is None:
+            return []
+        if not isinstance(vnics, list) or not all(isinstance(v, dict) for v in vnics):
+            raise self.error("vnics is a list of {name, over, vns, ips, mac}")
+        specs = []
+        for v in vnics:
+            bad = set(v) - {"name", "over", "vns", "ips", "mac"}
+            if bad or "name" not in v:
+                raise self.error(f"a wire's VNIC has a name and over, vns, ip, mac; not "
+                                 f"{', '.join(sorted(bad)) or 'no name'}")
+            over = v.get("over") or (links[0] if len(links) == 1 else None)
+            if over not in links:
+                raise self.error(f"VNIC {v['name']}: over one of the wire's links "
+                                 f"({', '.join(links)}), not {over!r}")
+            specs.append({**v, "over": over})
+        return specs
 
     def _check_wire_vlan(self, vlan: int) -> None:
         from .driver import DriverError

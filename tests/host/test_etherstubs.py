@@ -44,10 +44,17 @@ def vnic(wire: str, k: int) -> str:
 
 
 def setup_wire(c: LabCard, wire: str) -> None:
+    """Red is made with its VNICs in one request; the others get theirs one by one."""
     stub, vlan = WIRES[wire]
+    for k in (0, 1):
+        c.ok("create-vns", ns(wire, k))
+    if wire == "red":
+        c.ok("create-vwire", f"{wire}{TAG}", "--vlan", str(vlan), "--link", stub,
+             *(arg for k, addr in enumerate(ADDRS)
+               for arg in ("--vnic", f"{vnic(wire, k)},vns={ns(wire, k)},ip={addr}/24")))
+        return
     c.ok("create-vwire", f"{wire}{TAG}", "--vlan", str(vlan), "--link", stub)
     for k, addr in enumerate(ADDRS):
-        c.ok("create-vns", ns(wire, k))
         c.ok("create-vnic", vnic(wire, k), "--over", stub, "--vlan", str(vlan),
              "--vns", ns(wire, k), "--ip", f"{addr}/24")
 
@@ -227,6 +234,14 @@ def test_the_card_refuses_etherstub_vlans_from_and_to_the_wire(card):
     (["delete-etherstub", "stub9"], "no etherstub"),
     (["delete-vwire", "w9"], "no virtual wire"),
     (["create-vnic", "v9", "--over", "stub9"], "physical port"),
+    (["create-vwire", "w1", "--vlan", "40", "--link", "stub0", "--vnic", "a9,over=stub1"],
+     "over one of the wire's links"),
+    (["create-vwire", "w1", "--vlan", "40", "--link", "stub0", "--vnic", "a9,speed=1G"],
+     "NAME then over="),
+    # the second VNIC cannot have the first's address in the wire: neither they nor the wire stay
+    (["create-vwire", "w1", "--vlan", "40", "--link", "stub0",
+      "--vnic", f"a8,vns={ns('red', 0)},ip=10.77.0.1/24",
+      "--vnic", f"a9,vns={ns('red', 1)},ip=10.77.0.1/24"], "already an address of VNIC a8"),
 ])
 def test_bad_requests_are_refused(card, args, error):
     def objects():      # (not their traffic counters: the namespaces' own chatter moves them)
@@ -264,9 +279,16 @@ def test_a_router_vns_joins_an_etherstub_to_the_cable(card):
 
 
 def test_a_restart_keeps_them_and_a_wire_goes_as_one(card):
+    card.ok("create-etherstub", "-t", "tstub")
+    r = card.cli("create-vnic", "v9", "--over", "tstub")
+    assert r.returncode == 1 and "is temporary" in r.stderr
+    card.ok("create-vnic", "-t", "v9", "--over", "tstub", "--vlan", "5")
     card.daemon.terminate()
     card.daemon.wait(60)
     card.start()
+    assert [s["name"] for s in json.loads(card.ok("show-etherstub", "--json"))] == [
+        "stub0", "stub1"]                           # the temporary one and its VNIC are gone
+    assert "v9" not in {v["name"] for v in json.loads(card.ok("show-vnic", "--json"))}
     wires = {w["name"]: w for w in json.loads(card.ok("show-vwire", "--json"))}
     assert wires[f"blue{TAG}"]["vnics"] == [vnic("blue", 0), vnic("blue", 1)]
     assert None not in ping(ns("blue", 0), ns("blue", 1), ADDRS[1], count=2)
