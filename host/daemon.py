@@ -167,6 +167,12 @@ class Daemon:
         self.vnic_ips: dict[str, list[str]] = {}  # VNIC -> its own addresses ("addr/len")
         self.vnic_over: dict[str, tuple[str, int]] = {}     # VNIC -> (its link, its VLAN)
         self.stubs = Etherstubs(self, self.db, RequestError)
+        conflicts = self.stubs.range_conflicts()
+        if conflicts:
+            self.db.close()
+            raise DriverError(f"the configuration has {', '.join(conflicts)} in the card's "
+                              f"etherstub VLANs ({stub_vlans}..4094): start crossnicd with "
+                              "--stub-vlans above them, or 0 for no etherstubs")
         self._stop = threading.Event()
         self.lost: str | None = None              # why the device went away, if it did
         self.sessions: list[dict] = []            # offload sessions (a slot range each)
@@ -761,11 +767,19 @@ class Daemon:
                                    idle=idle, source=str(source)[:31])
 
     def _link_of(self, ip: str) -> str:
+        """The VNIC that has address ``ip`` (a VNS's, on its first VNIC, or a VNIC's own);
+        separate networks may reuse an address, and then the link must be named."""
         with self.lock:
-            for p in self.vns.values():
-                if ip in (a.split("/")[0] for a in p["ips"]) and p["vnics"]:
-                    return p["vnics"][0]
-        raise RequestError(f"no VNS has the address {ip!r}")
+            links = [p["vnics"][0] for p in self.vns.values()
+                     if p["vnics"] and ip in (a.split("/")[0] for a in p["ips"])]
+            links += [n for n, ips in self.vnic_ips.items()
+                      if ip in (a.split("/")[0] for a in ips) and n not in links]
+        if not links:
+            raise RequestError(f"no VNS has the address {ip!r}")
+        if len(links) > 1:
+            raise RequestError(f"{ip} is an address of several VNICs ({', '.join(links)}): "
+                               "name the link")
+        return links[0]
 
     def dissociate(self, name: str) -> None:
         self.subs.dissociate(name)

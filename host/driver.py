@@ -56,7 +56,6 @@ FLOOD_RING = 0
 #: Table sizes of the card (NicCore's build parameters).
 TABLES = {k: inspect.signature(NicCore).parameters[k].default
           for k in ("mac_entries", "local_ips", "flows")}
-_HAIRPIN_PORT = 2
 _RING_RESET = 1 << 31
 #: Offload data buffers: a TLS record (2**14 + 256 bytes), read in whole 16-byte blocks.
 OFFLOAD_BUF = (1 << 14) + 256 + 16
@@ -283,15 +282,18 @@ class Driver:
             self._free_vnics.append(index)
             self._free_vnics.sort()
 
+    def is_stub_vlan(self, vlan: int) -> bool:
+        return bool(self.stub_vlan_base) and vlan >= self.stub_vlan_base
+
     def check_vlan(self, vlan: int, *, stub: bool = False) -> None:
         """A VLAN ID a VNIC of a wire port (or, ``stub``, of an etherstub) may have."""
         if not 0 <= vlan < 4095:
             raise DriverError(f"VLAN IDs are 0..4094, not {vlan}")
         base = self.stub_vlan_base
-        if stub and not (base and vlan >= base):
+        if stub and not self.is_stub_vlan(vlan):
             raise DriverError(f"an etherstub's VLAN IDs are {base}..4094, not {vlan}"
                               if base else "the card has no etherstub VLANs")
-        if not stub and base and vlan >= base:
+        if not stub and self.is_stub_vlan(vlan):
             raise DriverError(f"VLAN IDs {base}..4094 are the card's etherstub VLANs "
                               f"(crossnicd --stub-vlans): not for a wire port")
 
@@ -655,8 +657,8 @@ class Driver:
                 v = self._by_rx.get(ring.index)
                 if v is not None and v.vlan:
                     frame = untag(frame)
-                if self.chassis is not None:
-                    self.chassis.learn(frame[6:12])
+                if self.chassis is not None and not (v is not None and v.stub):
+                    self.chassis.learn(frame[6:12])     # (an etherstub is no shared segment)
                 if v is not None and v.tap.write(frame):
                     v.stats["rx_frames"] += 1
                     v.stats["rx_bytes"] += len(frame)
@@ -694,12 +696,13 @@ class Driver:
         src = int.from_bytes(frame[6:12], "big")
         vlan = c["vlan_tci"] & 0xFFF if c["vlan_tagged"] else 0
         port = c["port"]
-        if port == _HAIRPIN_PORT:       # from a VNIC of the card: the sender's switch
+        if port == self.ports:          # the hairpin (the source after the wire ports): the
+            # frame is from a VNIC of the card, on its sender's switch
             sender = next((v for v in self.vnics.values()
                            if v.mac == src and v.vlan == vlan), None)
             port = sender.port if sender else None
         plain = untag(frame) if vlan else frame
-        if self.chassis is not None:
+        if self.chassis is not None and not self.is_stub_vlan(vlan):
             self.chassis.learn(frame[6:12])
         for v in self.vnics.values():
             if v.vlan == vlan and v.port == port and v.mac != src:

@@ -45,6 +45,19 @@ class Etherstubs:
         for w in self.db.vwires():
             self.wires[w["name"]] = {"vlan": w["vlan"], "links": w["links"], "temporary": False}
 
+    def range_conflicts(self) -> list[str]:
+        """What the stored configuration has in the card's etherstub VLANs on its ports (a
+        database from before etherstubs, or a daemon started with another ``--stub-vlans``)."""
+        driver = self.daemon.driver
+        out = [f"VNIC {v['name']} (VLAN {v['vlan']})" for v in self.db.vnics()
+               if not v["link"] and driver.is_stub_vlan(v["vlan"])]
+        out += [f"VF {v['vf']} (VLAN {v['vlan']})" for v in self.db.vfs()
+                if driver.is_stub_vlan(v["vlan"])]
+        out += [f"virtual wire {w['name']} (VLAN {w['vlan']} on ports)" for w in self.db.vwires()
+                if driver.is_stub_vlan(w["vlan"])
+                and any(k not in self.db.etherstubs() for k in w["links"])]
+        return out
+
     # --- where a VNIC goes --------------------------------------------------------------------
     def card_link(self, over: str, vlan: int) -> tuple[int, int]:
         """The card's port code and VLAN for a VNIC over ``over`` (a port or an etherstub) in
@@ -154,8 +167,17 @@ class Etherstubs:
                 self.daemon._port(link)             # a port, or a clear error
                 self._check_wire_vlan(vlan)
             other = self.wire_of(link, vlan)
+            if other is None and link not in self.stubs:   # the card's ports share its VLANs
+                other = next((n for n, w in self.wires.items() if w["vlan"] == vlan
+                              and any(k not in self.stubs for k in w["links"])), None)
             if other is not None:
-                raise self.error(f"VLAN {vlan} on {link} is virtual wire {other}")
+                raise self.error(f"VLAN {vlan} on {link} is virtual wire {other}"
+                                 + ("" if link in self.stubs else
+                                    " (the card's switch joins a VLAN across its ports)"))
+            users = self._vnics_over(link, vlan)
+            if users:
+                raise self.error(f"VLAN {vlan} on {link} has VNICs ({', '.join(users)}): a wire "
+                                 "owns its VNICs, make it before them")
             if not temporary and self.stubs.get(link):
                 raise self.error(f"etherstub {link} is temporary: so must its wires be (-t)")
         specs = self._vnic_specs(vnics, links)

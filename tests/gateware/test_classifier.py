@@ -1,6 +1,7 @@
 """Classifier in amaranth.sim: random configurations and traffic scored against the model,
 directed cases for each rule, counters, and table updates under traffic."""
 
+import dataclasses
 import itertools
 import random
 
@@ -185,11 +186,15 @@ def test_etherstub_vlans_are_refused_from_the_wire():
     assert after[0]["drop"] == DropReason.NONE and after[0]["ring"] == 3
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_scenarios_match_the_model(seed):
+@pytest.mark.parametrize("seed, stub_base", [(1, 0), (2, 0), (3, 20)])
+def test_random_scenarios_match_the_model(seed, stub_base):
+    """Random tables and frames against the model; with ``stub_base`` the scenario's VLAN 20
+    is an etherstub VLAN and frames come from the wires and the hairpin (port 2)."""
     rng = random.Random(seed)
     sc = random_scenario(rng)
-    frames = [(sc.frame(rng), rng.randrange(2)) for _ in range(150)]
+    if stub_base:
+        sc.config.policy = dataclasses.replace(sc.config.policy, stub_vlan_base=stub_base)
+    frames = [(sc.frame(rng), rng.randrange(3 if stub_base else 2)) for _ in range(150)]
     b = Bench()
     results = []
 

@@ -278,7 +278,27 @@ def test_a_router_vns_joins_an_etherstub_to_the_cable(card):
     assert wire["vnics"] == [f"hx{TAG}", f"ra{TAG}"]
 
 
+def test_ports_share_their_vlans_and_a_wire_owns_its_vnics(card):
+    """The card's switch joins a VLAN across its ports, so a wire's VLAN on a port is its VLAN
+    on every port; a wire is made before its VNICs, never over VNICs someone else made."""
+    card.ok("create-vwire", f"pw{TAG}", "--vlan", "60", "--link", "port0")
+    r = card.cli("create-vwire", "w2", "--vlan", "60", "--link", "port1")
+    assert r.returncode == 1 and "across its ports" in r.stderr, r.stderr
+    card.ok("create-vnic", f"pv{TAG}", "--over", "port0", "--vlan", "100")
+    r = card.cli("create-vwire", "w3", "--vlan", "100", "--link", "port0")
+    assert r.returncode == 1 and f"has VNICs (pv{TAG})" in r.stderr, r.stderr
+    card.ok("delete-vwire", f"pw{TAG}")
+
+
 def test_a_restart_keeps_them_and_a_wire_goes_as_one(card):
+    # a daemon whose etherstub VLANs would swallow a stored VNIC's refuses to start
+    card.daemon.terminate()
+    card.daemon.wait(60)
+    card.daemon_args = ("--stub-vlans", "50")
+    with pytest.raises(LabError, match=f"VNIC pv{TAG} .VLAN 100. in the card's etherstub VLANs"):
+        card.start()
+    card.daemon_args = ()
+    card.start()
     card.ok("create-etherstub", "-t", "tstub")
     r = card.cli("create-vnic", "v9", "--over", "tstub")
     assert r.returncode == 1 and "is temporary" in r.stderr
