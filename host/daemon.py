@@ -429,6 +429,12 @@ class Daemon:
         vns = self.driver.forwarder.vns_of(name)
         if on and vns:
             netns.set_sysctl(vns, "net.ipv4.ip_forward", "1")
+            # A router's VNICs may share one segment (one port and VLAN): each answers ARP
+            # for its own addresses only, or a neighbour may learn the wrong VNIC for a
+            # gateway (Linux answers on every interface by default: "ARP flux") and its
+            # frames then arrive on the other VNIC's rings.
+            netns.set_sysctl(vns, "net.ipv4.conf.all.arp_ignore", "1")
+            netns.set_sysctl(vns, "net.ipv4.conf.all.arp_announce", "2")
 
     def _join_vns(self, name: str, params: dict, undo: _Undo) -> None:
         ns = params["name"]
