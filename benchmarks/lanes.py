@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crossnic.sim.lab import LabCard, in_ns, sh, station
+from crossnic.sim.lab import LabCard, in_ns, sh, station, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 EXT_IP = "10.44.0.100"
@@ -63,6 +63,7 @@ def run(mode: str, args, tag: str) -> dict:
         procs.append(in_ns(ns["quiet"], "udp-echo", IPS["quiet"], "7800", "3600"))
         procs.append(in_ns(ns["busy"], "udp-count", IPS["busy"], "7801", "3600",
                            str(card.tmp / "busy.json")))
+        wait_ready(procs[-1], card.tmp / "busy.json")
         time.sleep(1)
         ping(ext, 4)                                            # (ARP on both sides)
         idle = ping(ext, args.probes)

@@ -30,7 +30,16 @@ from pathlib import Path
 from crossnic.gateware.nic_core import NicCore
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import CLOCK_HZ, LabCard, card_rates, in_ns, sh, station, stream_progress
+from crossnic.sim.lab import (
+    CLOCK_HZ,
+    LabCard,
+    card_rates,
+    in_ns,
+    sh,
+    station,
+    stream_progress,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST, OTHER = 47001, 47002
@@ -43,8 +52,7 @@ def start_traffic(ext: str, vns: str, result: Path, traffic: str) -> list[subpro
     else:
         sink = ["tcp-serve", "10.31.0.100", "7300", "2", str(result)]
     procs = [in_ns(ext, *sink)]
-    while not result.exists():
-        time.sleep(0.2)
+    wait_ready(procs[0], result)
     for port in (FAST, OTHER):
         send = (["udp-blast", "10.31.0.100", "7300", str(port), "1000", "300", "3600"]
                 if traffic == "udp" else

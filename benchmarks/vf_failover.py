@@ -27,7 +27,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from crossnic.host.vf_guest import choose_member, flow_key
-from crossnic.sim.lab import BondChassis
+from crossnic.sim.lab import BondChassis, wait_ready
 from crossnic.sim.serve import set_cable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,8 @@ def trial(chassis: BondChassis, tmp: Path, n: int, interval: float) -> dict:
                       str(SECONDS + 3), str(results["to_ext"])),
         chassis.in_ns(chassis.guest, "udp-recv", BondChassis.GUEST_IP, str(TO_GUEST),
                       str(SECONDS + 3), str(results["to_guest"]))]
-    while not all(p.exists() for p in results.values()):
-        time.sleep(0.1)
+    for receiver, result in zip(receivers, results.values(), strict=True):
+        wait_ready(receiver, result)
     senders = [
         chassis.in_ns(chassis.guest, "udp-send", BondChassis.EXT_IP, str(TO_EXT),
                       str(sport_on(k)), str(interval), str(SECONDS), stdout=-1, text=True),

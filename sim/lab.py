@@ -66,6 +66,19 @@ def in_ns(ns: str, *args: str, **kw) -> subprocess.Popen:
                              "crossnic.sim.lab", *args], **kw)
 
 
+def wait_ready(tool: subprocess.Popen, result: Path, timeout: float = 60.0) -> None:
+    """Wait until a receiving tool (``udp-count``, ``udp-recv``, ``tcp-serve``) has written its
+    first RESULT, which it does once its socket is bound: traffic sent before that is refused
+    by the namespace's stack and a test counting every datagram would miss it."""
+    end = time.monotonic() + timeout
+    while not result.exists():
+        if tool.poll() is not None:
+            raise LabError(f"{tool.args[5:]} exited with {tool.returncode} before it was ready")
+        if time.monotonic() > end:
+            raise LabError(f"{tool.args[5:]} not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def tcp_transfer(server_ns: str, client_ns: str, addr: str, port: int, size: int,
                  timeout: float = 300.0) -> dict:
     """One checked TCP connection: ``size`` pseudo-random bytes from ``client_ns`` to a

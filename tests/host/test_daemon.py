@@ -18,7 +18,7 @@ from crossnic.gateware.nic_core import NicCore
 from crossnic.host.admin import AdminError, request
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import card_rates, in_ns, stream_progress, tcp_transfer
+from crossnic.sim.lab import card_rates, in_ns, stream_progress, tcp_transfer, wait_ready
 from crossnic.sim.serve import wait_for_socket
 
 pytestmark = [
@@ -500,10 +500,7 @@ def test_a_subscribers_connection_gets_its_level_under_congestion(setup):
     counter = in_ns(EXT, "udp-count", "10.9.0.100", "7400", "3600", str(result))
     blasts = []
     try:
-        for _ in range(100):
-            if result.exists():
-                break
-            time.sleep(0.2)
+        wait_ready(counter, result)
         # (the tools run until killed: on a loaded machine the test outlasts any fixed time)
         blasts = [in_ns(DB, "udp-blast", "10.9.0.100", "7400", str(port), "1000", "300", "3600")
                   for port in (47001, 47002)]

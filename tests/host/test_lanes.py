@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crossnic.host.lanes import Lane
-from crossnic.sim.lab import LabCard, in_ns, sh, station
+from crossnic.sim.lab import LabCard, in_ns, sh, station, wait_ready
 
 BUDGET = 4
 
@@ -212,6 +212,7 @@ def test_a_stalled_lane_polls_until_drained(card, tmp_path: Path):
     result = tmp_path / "count.json"
     counter = in_ns(QUIET, "udp-count", QUIET_IP, "7700", "3600", str(result))
     try:
+        wait_ready(counter, result)
         send = ["udp-send", QUIET_IP, "7700", "47700"]
         light = in_ns(EXT, *send, "0.5", "4", stdout=subprocess.PIPE, text=True)
         first = int(light.communicate(timeout=60)[0])

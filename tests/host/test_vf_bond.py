@@ -16,7 +16,7 @@ from scapy.layers.l2 import Ether
 from test_virtual_functions import wait_until
 
 from crossnic.host.vf_guest import choose_member, flow_key
-from crossnic.sim.lab import BondChassis
+from crossnic.sim.lab import BondChassis, wait_ready
 from crossnic.sim.serve import set_cable
 
 pytestmark = [
@@ -57,7 +57,7 @@ class Streams:
         self.result, self.size = tmp / f"streams{port}.json", size
         self.server = chassis.in_ns(chassis.ext, "tcp-serve", EXT_IP, str(port),
                                     str(len(sports)), str(self.result))
-        wait_until(self.result.exists, 30, "the stream server")
+        wait_ready(self.server, self.result)
         self.clients = {sport: chassis.in_ns(chassis.guest, "tcp-send", EXT_IP, str(port),
                                              str(sport), str(size), str(pace),
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,

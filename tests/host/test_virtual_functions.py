@@ -6,6 +6,7 @@ configuration database, applied or refused, and audited."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +61,7 @@ def card(tmp_path_factory):
         log.close()
         for ns in (EXT, GUEST):
             sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(s.run_dir, ignore_errors=True)
 
 
 def vf_view(card, n: int) -> dict:
