@@ -5,7 +5,6 @@ socket is a file, reachable from any namespace."""
 
 import datetime
 import json
-import os
 import socket
 import sys
 import time
@@ -18,10 +17,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
 from . import tls
-from .admin import DEFAULT_SOCKET
 from .offload import DaemonCrypto, HandshakeCrypto, SoftCrypto
 
-__all__ = ["add_parser"]
+__all__ = ["run"]
 
 
 class TlsCliError(RuntimeError):
@@ -217,52 +215,10 @@ def _close(crypto: HandshakeCrypto) -> None:
         crypto.close()
 
 
-def _run(args) -> int:
+def run(args) -> int:
+    """``crossnic tls connect|serve`` (the parser is :mod:`crossnic.cli`'s)."""
     try:
-        return args.tls_func(args)
+        return {"connect": _connect, "serve": _serve}[args.tls_cmd](args)
     except TlsCliError as e:
         print(f"crossnic tls: error: {e}", file=sys.stderr)
         return 2
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("tls", help="TLS 1.3 with the handshake on the card's offload engine",
-                       description="TLS 1.3 client and server whose ECDHE, key schedule and "
-                       "record encryption run on the card (through crossnicd), or in software.")
-    tsub = p.add_subparsers(dest="tls_cmd", required=True)
-
-    def common(q):
-        q.add_argument("--backend", choices=("card", "soft"), default="card",
-                       help="card: the offload engine via crossnicd (default); soft: software")
-        q.add_argument("--daemon", default=str(DEFAULT_SOCKET), metavar="SOCKET",
-                       help=f"crossnicd's socket (default {DEFAULT_SOCKET})")
-        q.add_argument("--json", action="store_true", help="handshake summary as JSON")
-        q.set_defaults(func=_run)
-
-    c = tsub.add_parser("connect", help="connect to a TLS 1.3 server")
-    c.add_argument("target", metavar="HOST:PORT")
-    c.add_argument("--cafile", help="PEM certificates to trust (default: accept any, but the "
-                   "CertificateVerify signature is always checked)")
-    c.add_argument("--servername", help="SNI name (default: HOST)")
-    c.add_argument("--send", help="send this text after the handshake (\\n escapes work)")
-    c.add_argument("--expect", help="stop reading once this text arrived")
-    c.add_argument("--wait", type=float, default=5.0, help="seconds to read answers (5)")
-    c.add_argument("--timeout", type=float, default=10.0, help="connect timeout (10 s); the "
-                   "handshake may take 120 s")
-    common(c)
-    c.set_defaults(tls_func=_connect)
-
-    s = tsub.add_parser("serve", help="accept TLS 1.3 clients and echo what they send")
-    s.add_argument("--listen", default="0.0.0.0:4433", metavar="ADDR:PORT")
-    s.add_argument("--cert", help="PEM certificate (default: a new self-signed P-256 one)")
-    s.add_argument("--key", help="PEM private key of --cert")
-    s.add_argument("--name", default=os.uname().nodename, help="CN of the self-signed cert")
-    s.add_argument("--count", type=int, default=0, help="stop after this many clients")
-    s.add_argument("--upper", action="store_true", help="echo in upper case")
-    s.add_argument("--client-ca", metavar="PEM",
-                   help="require client certificates issued by these CAs")
-    s.add_argument("--subscriptions", action="store_true",
-                   help="with --client-ca: raise each client's connection to its subscription "
-                        "level (crossnicd's subscribers, by certificate CN) while it lasts")
-    common(s)
-    s.set_defaults(tls_func=_serve)

@@ -46,7 +46,8 @@ from .vf_mailbox import (
     words_mac,
 )
 
-__all__ = ["VfGuest", "VfFunction", "VfConfig", "mac_text", "flow_key", "choose_member"]
+__all__ = ["VfGuest", "VfFunction", "VfConfig", "mac_text", "flow_key", "choose_member",
+           "run"]
 
 log = logging.getLogger("crossnic.vf")
 
@@ -603,7 +604,8 @@ def _vf_window():
     return NicCore(**FULL_OPTIONS).vf_window()
 
 
-def _run(args) -> int:
+def run(args) -> int:
+    """``crossnic vf`` (the parser is :mod:`crossnic.cli`'s)."""
     import signal
 
     from .sim_device import SimDevice
@@ -660,23 +662,3 @@ def _run(args) -> int:
     for dev in devs:
         dev.close()
     return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("vf", help="guest side: bring a virtual function up as an interface",
-                       description="The guest's VF driver: holds only the VF's register window "
-                       "and the memory its PF granted, and moves frames between the VF's rings "
-                       "and a TAP interface in the caller's network namespace (run it with ip "
-                       "netns exec). Interface changes become requests to the PF. With a VF "
-                       "of several cards (--card/--vf given once per card), one interface "
-                       "aggregates them: connections spread by a hash of their 5-tuple and "
-                       "move to the cards left when a link or a card goes down.")
-    p.add_argument("--card", action="append", metavar="sim:SOCKET",
-                   help="the served card (default sim:/run/crossnic/sim0.sock); repeat, with "
-                        "--vf, to aggregate VFs of several cards")
-    p.add_argument("--vf", type=int, action="append", required=True,
-                   help="VF number (one per --card)")
-    p.add_argument("--ifname", default="eth0", help="interface name (default eth0)")
-    p.add_argument("--ip", action="append", metavar="ADDR/LEN", help="address (repeatable)")
-    p.add_argument("--status", metavar="PATH", help="write counters as JSON here (0.5 s)")
-    p.set_defaults(func=_run)
