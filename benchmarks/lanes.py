@@ -60,11 +60,12 @@ def run(mode: str, args, tag: str) -> dict:
         for k, ip in IPS.items():
             card.ok("create-vns", ns[k], "--ip", f"{ip}/24")
             card.ok("create-vnic", k, "--over", "port0", "--vns", ns[k])
-        procs.append(in_ns(ns["quiet"], "udp-echo", IPS["quiet"], "7800", "3600"))
+        procs.append(in_ns(ns["quiet"], "udp-echo", IPS["quiet"], "7800", "3600",
+                           str(card.tmp / "echo.json")))
+        wait_ready(procs[-1], card.tmp / "echo.json")
         procs.append(in_ns(ns["busy"], "udp-count", IPS["busy"], "7801", "3600",
                            str(card.tmp / "busy.json")))
         wait_ready(procs[-1], card.tmp / "busy.json")
-        time.sleep(1)
         ping(ext, 4)                                            # (ARP on both sides)
         idle = ping(ext, args.probes)
         procs.append(in_ns(ns["flooder"], "udp-blast", IPS["busy"], "7801", "47801", "64",

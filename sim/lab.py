@@ -18,10 +18,11 @@ The traffic tools run as ``python -m crossnic.sim.lab TOOL ...`` inside a networ
   host), for congestion a card's scheduler resolves.
 * ``udp-count ADDR PORT SECONDS RESULT``: keep RESULT up to date with the bytes received from
   each source port (the format of ``tcp-serve``, so :func:`card_rates` reads either).
-* ``udp-echo ADDR PORT SECONDS``: send every datagram back to where it came from.
+* ``udp-echo ADDR PORT SECONDS [RESULT]``: send every datagram back to where it came from
+  (RESULT, if given, is written once the socket is bound: see :func:`wait_ready`).
 * ``udp-ping ADDR PORT COUNT INTERVAL``: COUNT numbered probes to a ``udp-echo``, INTERVAL
   seconds apart, each waited for up to 10 s; print (JSON) each one's round trip in ms (null:
-  lost).
+  lost or refused).
 * ``capture IFACE SECONDS RESULT``: count the frames IFACE receives by source MAC, and those
   that carry a ``MARK`` payload, keeping RESULT (JSON) up to date.
 * ``eth-send IFACE FRAME COUNT``: send FRAME (hex, a whole Ethernet frame) COUNT times on
@@ -67,9 +68,10 @@ def in_ns(ns: str, *args: str, **kw) -> subprocess.Popen:
 
 
 def wait_ready(tool: subprocess.Popen, result: Path, timeout: float = 60.0) -> None:
-    """Wait until a receiving tool (``udp-count``, ``udp-recv``, ``tcp-serve``) has written its
-    first RESULT, which it does once its socket is bound: traffic sent before that is refused
-    by the namespace's stack and a test counting every datagram would miss it."""
+    """Wait until a receiving tool (``udp-count``, ``udp-recv``, ``tcp-serve``, ``capture``, or
+    ``udp-echo`` given a RESULT) has written its first RESULT, which it does once its socket is
+    bound: traffic sent before that is refused by the namespace's stack, and a test counting
+    every datagram would miss it."""
     end = time.monotonic() + timeout
     while not result.exists():
         if tool.poll() is not None:
@@ -483,10 +485,12 @@ def udp_count(addr: str, port: int, seconds: float, result: str) -> None:
     _save(result, counts)
 
 
-def udp_echo(addr: str, port: int, seconds: float) -> None:
+def udp_echo(addr: str, port: int, seconds: float, result: str | None = None) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((addr, port))
     s.settimeout(0.2)
+    if result:
+        _save(result, {"ready": True})
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -509,6 +513,8 @@ def udp_ping(addr: str, port: int, count: int, interval: float) -> None:
             try:
                 data = s.recv(2048)
             except TimeoutError:
+                break
+            except ConnectionRefusedError:          # (ICMP port unreachable: no echo there)
                 break
             if int.from_bytes(data[:4], "big") == n:    # (not a late answer to a lost one)
                 rtt = round(1000 * (time.monotonic() - start), 2)
@@ -569,7 +575,7 @@ def main(argv: list[str]) -> None:
     elif tool == "udp-count":
         udp_count(a[0], int(a[1]), float(a[2]), a[3])
     elif tool == "udp-echo":
-        udp_echo(a[0], int(a[1]), float(a[2]))
+        udp_echo(a[0], int(a[1]), float(a[2]), a[3] if len(a) > 3 else None)
     elif tool == "udp-ping":
         udp_ping(a[0], int(a[1]), int(a[2]), float(a[3]))
     elif tool == "capture":

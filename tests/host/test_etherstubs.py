@@ -18,7 +18,7 @@ import pytest
 from crossnic.gateware.nic_core import NicCore
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import MARK, LabCard, LabError, in_ns, sh, station, tcp_transfer
+from crossnic.sim.lab import MARK, LabCard, LabError, in_ns, sh, station, tcp_transfer, wait_ready
 
 pytestmark = [
     pytest.mark.xdist_group("etherstubs"),
@@ -96,18 +96,15 @@ def counters(c: LabCard) -> dict[str, int]:
 class Captures:
     """A ``capture`` on each named interface (in its namespace) while the block runs."""
 
-    def __init__(self, where: dict[str, str], seconds: float = 240):
-        self.dir = Path(tempfile.mkdtemp(prefix="crossnic-cap-"))
+    def __init__(self, where: dict[str, str], dir: Path, seconds: float = 240):
+        self.dir = dir
         self.procs = {iface: in_ns(namespace, "capture", iface, str(seconds),
                                    str(self.dir / iface))
                       for iface, namespace in where.items()}
 
     def __enter__(self):
-        end = time.monotonic() + 30
-        while not all((self.dir / i).exists() for i in self.procs):
-            if time.monotonic() > end:
-                raise LabError("capture did not start")
-            time.sleep(0.05)
+        for iface, proc in self.procs.items():
+            wait_ready(proc, self.dir / iface)
         return self
 
     def __exit__(self, *exc):
@@ -121,15 +118,18 @@ class Captures:
 
 
 def ping(src_ns: str, dst_ns: str, addr: str, count: int = 3) -> list:
-    echo = in_ns(dst_ns, "udp-echo", "0.0.0.0", "7300", "120")
+    tmp = tempfile.TemporaryDirectory(prefix="crossnic-echo-")
+    ready = Path(tmp.name) / "ready"
+    echo = in_ns(dst_ns, "udp-echo", "0.0.0.0", "7300", "120", str(ready))
     try:
-        time.sleep(0.5)
+        wait_ready(echo, ready)
         out = in_ns(src_ns, "udp-ping", addr, "7300", str(count), "0.2",
                     stdout=subprocess.PIPE, text=True).communicate(timeout=120)[0]
         return json.loads(out)
     finally:
         echo.kill()
         echo.wait()
+        tmp.cleanup()
 
 
 def neighbour(namespace: str, addr: str) -> str | None:
@@ -162,12 +162,12 @@ def test_the_objects_as_created(card):
                                              "RX_FRAMES", "TX_FRAMES"]
 
 
-def test_wires_with_the_same_addresses_do_not_see_each_other(card):
+def test_wires_with_the_same_addresses_do_not_see_each_other(card, tmp_path):
     macs = {w: {view(card, vnic(w, k))["mac"] for k in (0, 1)} for w in WIRES}
     where = {vnic(w, k): ns(w, k) for w in WIRES for k in (0, 1)}
     where[f"cne{TAG}"] = EXT                        # the card's wire, seen from outside
     before = counters(card)
-    with Captures(where) as cap:
+    with Captures(where, tmp_path) as cap:
         rtts = {w: ping(ns(w, 0), ns(w, 1), ADDRS[1]) for w in WIRES}
     after = counters(card)
     print(f"round trips {rtts}; card {({k: after[k] - before[k] for k in after})}")
@@ -194,14 +194,14 @@ def eth_frame(dst: str, src: str, vlan: int) -> str:
     return (body + (0x88B5).to_bytes(2, "big") + MARK + bytes(30)).hex()
 
 
-def test_the_card_refuses_etherstub_vlans_from_and_to_the_wire(card):
+def test_the_card_refuses_etherstub_vlans_from_and_to_the_wire(card, tmp_path):
     """A station on the wire, and a tenant of a port VNIC, each send a frame tagged with red's
     card VLAN to a red VNIC's exact MAC: the card drops the first as it comes in
     (``drop_stub_vlan``) and refuses the second in its switch (``stub_refused``)."""
     target = view(card, vnic("red", 1))
     port_vnic = f"px{TAG}"
     before = counters(card)
-    with Captures({vnic("red", 1): ns("red", 1)}) as cap:
+    with Captures({vnic("red", 1): ns("red", 1)}, tmp_path) as cap:
         frame = eth_frame(target["mac"], "02:00:00:77:00:64", target["card_vlan"])
         in_ns(EXT, "eth-send", f"cne{TAG}", frame, "5").wait(60)
         frame = eth_frame(target["mac"], view(card, port_vnic)["mac"], target["card_vlan"])
