@@ -138,7 +138,10 @@ class LabCard:
         self.tmp = Path(tmp)
         self.daemon_args = daemon_args
         self.card_sock = self.tmp / "card.sock"
+        # in a directory any user may enter (pytest's own are root-only): the daemon's socket
+        # permissions, not the directory's, decide who may talk to it
         self.run_dir = Path(tempfile.mkdtemp(prefix="crossnicd-lab-", dir="/run"))
+        os.chmod(self.run_dir, 0o711)
         self.daemon_sock = self.run_dir / "crossnicd.sock"
         self.db = self.tmp / "config.db"
         self.daemon: subprocess.Popen | None = None
@@ -152,13 +155,23 @@ class LabCard:
         """Wait for the card (a first build of the simulator takes minutes), start crossnicd."""
         if not wait_for_socket(self.card_sock, timeout, lambda: self.proc.poll() is None):
             raise LabError("the card did not come up:\n" + (self.tmp / "serve.log").read_text())
-        log = open(self.tmp / "daemon.log", "a")
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "crossnic", "daemon", "--device", f"sim:{self.card_sock}",
-             "--db", str(self.db), "--daemon", str(self.daemon_sock), *self.daemon_args],
-            stdout=log, stderr=subprocess.STDOUT)
+        self.start_daemon()
+
+    def start_daemon(self) -> None:
+        with open(self.tmp / "daemon.log", "a") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "crossnic", "daemon", "--device", f"sim:{self.card_sock}",
+                 "--db", str(self.db), "--daemon", str(self.daemon_sock), *self.daemon_args],
+                stdout=log, stderr=subprocess.STDOUT)
         if not wait_for_socket(self.daemon_sock, 300, lambda: self.daemon.poll() is None):
             raise LabError("crossnicd did not come up:\n" +
+                           (self.tmp / "daemon.log").read_text())
+
+    def stop_daemon(self) -> None:
+        """Stop crossnicd as an administrator would (SIGTERM); it must exit cleanly."""
+        self.daemon.terminate()
+        if self.daemon.wait(120):
+            raise LabError(f"crossnicd exited with {self.daemon.returncode}:\n" +
                            (self.tmp / "daemon.log").read_text())
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:

@@ -4,10 +4,7 @@ outside station crosses the simulated card."""
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -18,8 +15,16 @@ from crossnic.gateware.nic_core import NicCore
 from crossnic.host.admin import AdminError, request
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
-from crossnic.sim.lab import card_rates, in_ns, stream_progress, tcp_transfer, wait_ready
-from crossnic.sim.serve import wait_for_socket
+from crossnic.sim.lab import (
+    LabCard,
+    card_rates,
+    in_ns,
+    sh,
+    station,
+    stream_progress,
+    tcp_transfer,
+    wait_ready,
+)
 
 pytestmark = [
     pytest.mark.xdist_group("daemon_card"),
@@ -32,79 +37,19 @@ WEB, DB, EXT = f"cnweb{TAG}", f"cndb{TAG}", f"cnext{TAG}"
 CLOCK_HZ = 125e6                                # the card's design clock
 
 
-def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
-
-
-class Setup:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.card_sock = tmp / "card.sock"
-        # in a directory any user may enter (pytest's own are root-only), for the permission test
-        self.run_dir = Path(tempfile.mkdtemp(prefix="crossnicd-test-", dir="/run"))
-        os.chmod(self.run_dir, 0o711)
-        self.daemon_sock = self.run_dir / "crossnicd.sock"
-        self.db = tmp / "config.db"
-        self.procs: list[subprocess.Popen] = []
-        self.daemon: subprocess.Popen | None = None
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return sh(sys.executable, "-m", "crossnic", *args, "--daemon", str(self.daemon_sock),
-                  check=False, timeout=300)
-
-    def ok(self, *args: str) -> str:
-        r = self.cli(*args)
-        assert r.returncode == 0, f"crossnic {' '.join(args)}: {r.stderr}"
-        return r.stdout
-
-    def start_daemon(self) -> None:
-        log = open(self.tmp / "daemon.log", "a")
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "crossnic", "daemon", "--device", f"sim:{self.card_sock}",
-             "--db", str(self.db), "--daemon", str(self.daemon_sock)],
-            stdout=log, stderr=subprocess.STDOUT)
-        if not wait_for_socket(self.daemon_sock, 300, lambda: self.daemon.poll() is None):
-            pytest.fail((self.tmp / "daemon.log").read_text())
-
-    def stop_daemon(self) -> None:
-        self.daemon.terminate()
-        assert self.daemon.wait(120) == 0, (self.tmp / "daemon.log").read_text()
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    s = Setup(tmp_path_factory.mktemp("daemon"))
+    """A served card with port 0 cabled to a station (namespace EXT), and crossnicd."""
     ext_tap = f"cnx{TAG}"
-    log = open(s.tmp / "serve.log", "w")
-    card = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
-                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "64"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    s = LabCard(tmp_path_factory.mktemp("daemon"), f"tap:{ext_tap}")
     try:
-        if not wait_for_socket(s.card_sock, 1200, lambda: card.poll() is None):
-            pytest.fail((s.tmp / "serve.log").read_text())
-        # the station outside, on port 0's wire
-        sh("ip", "netns", "add", EXT)
-        sh("ip", "link", "set", ext_tap, "netns", EXT)
-        sh("ip", "-n", EXT, "addr", "add", "10.9.0.100/24", "dev", ext_tap)
-        sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
-        s.start_daemon()
-        s.card = card
+        s.start()
+        station(EXT, ext_tap, "10.9.0.100/24")
         yield s
     finally:
-        s.card = None
-        if s.daemon and s.daemon.poll() is None:
-            s.daemon.terminate()
-            s.daemon.wait(60)
-        card.terminate()
-        card.wait(60)
-        log.close()
+        s.stop()
         for ns in (EXT, WEB, DB):
             sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree(s.run_dir, ignore_errors=True)
-
-
-
-
 
 
 def peer_of(server_ns: str, client_ns: str, addr: str, port: int, size: int = 64 * 1024) -> str:
@@ -112,7 +57,7 @@ def peer_of(server_ns: str, client_ns: str, addr: str, port: int, size: int = 64
     return tcp_transfer(server_ns, client_ns, addr, port, size)["peer"]
 
 
-def vnic_config(s: Setup) -> list[dict]:
+def vnic_config(s: LabCard) -> list[dict]:
     """show-vnic without its live counters (frames by path, forwarding, lane)."""
     return [{k: v for k, v in r.items() if not k.endswith("_frames")
              and not k.startswith(("fwd_", "lane"))}
@@ -584,12 +529,12 @@ def test_a_lost_card_is_a_clear_error_and_cleanup_still_happens(setup):
     """Last: the simulator is killed under the daemon. Requests fail with "device lost" at once
     (no hang); stopping the daemon still removes its namespaces."""
     s = setup
-    for pid in _children(s.card.pid):         # the simulator
+    for pid in _children(s.proc.pid):         # the simulator
         os.kill(pid, 9)
-    s.card.kill()                             # and its launcher
-    s.card.wait(30)
+    s.proc.kill()                             # and its launcher
+    s.proc.wait(30)
     # (a killed launcher cannot remove its host-memory file: the test does)
-    Path(f"/dev/shm/crossnic-card-{s.card.pid}.mem").unlink(missing_ok=True)
+    Path(f"/dev/shm/crossnic-card-{s.proc.pid}.mem").unlink(missing_ok=True)
     r = s.cli("show-stats")
     assert r.returncode == 1 and "device lost" in r.stderr, r.stderr
     s.stop_daemon()

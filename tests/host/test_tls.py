@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import Setup, sh
 
-from crossnic.sim.serve import wait_for_socket
+from crossnic.sim.lab import LabCard, sh, station
 
 OPENSSL = shutil.which("openssl")
 TAG = f"{os.getpid() % 10000}"
@@ -237,34 +236,19 @@ def card(tmp_path_factory):
     """A served card with the offload engine, crossnicd, a VNS on port 0 and a station."""
     if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or OPENSSL is None:
         pytest.skip("needs root, /dev/net/tun and openssl")
-    s = Setup(tmp_path_factory.mktemp("tls"))
     ext_tap = f"cnt{TAG}"
-    log = open(s.tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
-                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "64"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    s = LabCard(tmp_path_factory.mktemp("tls"), f"tap:{ext_tap}")
     try:
-        if not wait_for_socket(s.card_sock, 1200, lambda: proc.poll() is None):
-            pytest.fail((s.tmp / "serve.log").read_text())
-        sh("ip", "netns", "add", EXT)
-        sh("ip", "link", "set", ext_tap, "netns", EXT)
-        sh("ip", "-n", EXT, "addr", "add", f"{EXT_IP}/24", "dev", ext_tap)
-        sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
+        s.start()
+        station(EXT, ext_tap, f"{EXT_IP}/24")
         sh("ip", "-n", EXT, "link", "set", "lo", "up")     # the relays reach their own address
-        s.start_daemon()
         s.ok("create-vns", VNS, "--ip", f"{VNS_IP}/24")
         s.ok("create-vnic", f"tls{TAG}", "--over", "port0", "--vns", VNS)
         yield s
     finally:
-        if s.daemon and s.daemon.poll() is None:
-            s.daemon.terminate()
-            s.daemon.wait(60)
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+        s.stop()
         for ns in (EXT, VNS):
             sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree(s.run_dir, ignore_errors=True)
 
 
 def _connect(card, target: str, certs: Path, *extra: str) -> subprocess.CompletedProcess:

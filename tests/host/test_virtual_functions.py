@@ -6,21 +6,20 @@ configuration database, applied or refused, and audited."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_daemon import Setup, peer_of, sh
+from test_daemon import peer_of
 
 from crossnic.gateware.nic_core import FULL_OPTIONS, NicCore
 from crossnic.host.device import BusError
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
 from crossnic.host.vf_mailbox import VfMailbox, VfOp, VfStatus, mac_words
-from crossnic.sim.serve import wait_for_socket
+from crossnic.sim.lab import LabCard, sh, station
 
 pytestmark = [
     pytest.mark.xdist_group("vf_card"),
@@ -36,32 +35,17 @@ GUEST_MAC, ALLOWED_MAC, OTHER_MAC = "02:aa:00:00:00:01", "02:aa:00:00:00:02", "0
 
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
-    s = Setup(tmp_path_factory.mktemp("vf"))
     ext_tap = f"cnv{TAG}"
-    log = open(s.tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "crossnic", "sim", "--serve", "--socket",
-                             str(s.card_sock), "--port0", f"tap:{ext_tap}", "--memory-mb", "64"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    s = LabCard(tmp_path_factory.mktemp("vf"), f"tap:{ext_tap}")
     try:
-        if not wait_for_socket(s.card_sock, 1200, lambda: proc.poll() is None):
-            pytest.fail((s.tmp / "serve.log").read_text())
-        sh("ip", "netns", "add", EXT)
-        sh("ip", "link", "set", ext_tap, "netns", EXT)
-        sh("ip", "-n", EXT, "addr", "add", f"{EXT_IP}/24", "dev", ext_tap)
-        sh("ip", "-n", EXT, "link", "set", ext_tap, "up")
+        s.start()
+        station(EXT, ext_tap, f"{EXT_IP}/24")
         sh("ip", "netns", "add", GUEST)
-        s.start_daemon()
         yield s
     finally:
-        if s.daemon and s.daemon.poll() is None:
-            s.daemon.terminate()
-            s.daemon.wait(60)
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+        s.stop()
         for ns in (EXT, GUEST):
             sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree(s.run_dir, ignore_errors=True)
 
 
 def vf_view(card, n: int) -> dict:
