@@ -67,17 +67,21 @@ def in_ns(ns: str, *args: str, **kw) -> subprocess.Popen:
                              "crossnic.sim.lab", *args], **kw)
 
 
-def wait_ready(tool: subprocess.Popen, result: Path, timeout: float = 60.0) -> None:
+def wait_ready(tool: subprocess.Popen, result: Path, timeout: float = 60.0,
+               log: Path | None = None) -> None:
     """Wait until a receiving tool (``udp-count``, ``udp-recv``, ``tcp-serve``, ``capture``, or
     ``udp-echo`` given a RESULT) has written its first RESULT, which it does once its socket is
     bound: traffic sent before that is refused by the namespace's stack, and a test counting
-    every datagram would miss it."""
+    every datagram would miss it. (Any process that writes a file once it is up will do.)
+    The error quotes ``log``, or the tool's piped stderr once it has exited."""
     end = time.monotonic() + timeout
     while not result.exists():
-        if tool.poll() is not None:
-            raise LabError(f"{tool.args[5:]} exited with {tool.returncode} before it was ready")
-        if time.monotonic() > end:
-            raise LabError(f"{tool.args[5:]} not ready after {timeout:.0f} s")
+        exited = tool.poll() is not None
+        if exited or time.monotonic() > end:
+            why = f"exited with {tool.returncode}" if exited else f"not up after {timeout:.0f} s"
+            detail = (log.read_text() if log else
+                      tool.stderr.read() if exited and tool.stderr else "")
+            raise LabError(f"{' '.join(map(str, tool.args))}: {why}\n{detail}")
         time.sleep(0.1)
 
 
@@ -92,12 +96,7 @@ def tcp_transfer(server_ns: str, client_ns: str, addr: str, port: int, size: int
         server = in_ns(server_ns, "tcp-serve", "0.0.0.0", str(port), "1", str(result),
                        stderr=subprocess.PIPE, text=True)
         try:
-            end = time.monotonic() + 30
-            while not result.exists():
-                if server.poll() is not None or time.monotonic() > end:
-                    raise LabError(f"tcp-serve in {server_ns} did not start: "
-                                   f"{server.stderr.read() if server.poll() is not None else ''}")
-                time.sleep(0.05)
+            wait_ready(server, result, 30)
             client = in_ns(client_ns, "tcp-send", addr, str(port), "0", str(size), "0",
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
@@ -255,12 +254,7 @@ class BondChassis:
             ["ip", "netns", "exec", self.guest, sys.executable, "-m", "crossnic", "vf", *args,
              "--ifname", "bond0", "--ip", f"{self.GUEST_IP}/24", "--status", str(self.status)],
             stdout=self._bond_log, stderr=subprocess.STDOUT)
-        end = time.monotonic() + 120
-        while not self.status.exists():
-            if self.bond.poll() is not None or time.monotonic() > end:
-                raise LabError("the guest's aggregate did not come up:\n" +
-                               (self.tmp / "bond.log").read_text())
-            time.sleep(0.2)
+        wait_ready(self.bond, self.status, 120, log=self.tmp / "bond.log")
 
     def state(self) -> dict:
         return json.loads(self.status.read_text())

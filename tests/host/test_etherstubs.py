@@ -96,8 +96,8 @@ def counters(c: LabCard) -> dict[str, int]:
 class Captures:
     """A ``capture`` on each named interface (in its namespace) while the block runs."""
 
-    def __init__(self, where: dict[str, str], dir: Path, seconds: float = 240):
-        self.dir = dir
+    def __init__(self, where: dict[str, str], out: Path, seconds: float = 240):
+        self.dir = out
         self.procs = {iface: in_ns(namespace, "capture", iface, str(seconds),
                                    str(self.dir / iface))
                       for iface, namespace in where.items()}
@@ -118,18 +118,17 @@ class Captures:
 
 
 def ping(src_ns: str, dst_ns: str, addr: str, count: int = 3) -> list:
-    tmp = tempfile.TemporaryDirectory(prefix="crossnic-echo-")
-    ready = Path(tmp.name) / "ready"
-    echo = in_ns(dst_ns, "udp-echo", "0.0.0.0", "7300", "120", str(ready))
-    try:
-        wait_ready(echo, ready)
-        out = in_ns(src_ns, "udp-ping", addr, "7300", str(count), "0.2",
-                    stdout=subprocess.PIPE, text=True).communicate(timeout=120)[0]
-        return json.loads(out)
-    finally:
-        echo.kill()
-        echo.wait()
-        tmp.cleanup()
+    with tempfile.TemporaryDirectory(prefix="crossnic-echo-") as tmp:
+        ready = Path(tmp) / "ready"
+        echo = in_ns(dst_ns, "udp-echo", "0.0.0.0", "7300", "120", str(ready))
+        try:
+            wait_ready(echo, ready)
+            out = in_ns(src_ns, "udp-ping", addr, "7300", str(count), "0.2",
+                        stdout=subprocess.PIPE, text=True).communicate(timeout=120)[0]
+            return json.loads(out)
+        finally:
+            echo.kill()
+            echo.wait()
 
 
 def neighbour(namespace: str, addr: str) -> str | None:

@@ -19,7 +19,7 @@ from crossnic.host.device import BusError
 from crossnic.host.registers import Registers
 from crossnic.host.sim_device import SimDevice
 from crossnic.host.vf_mailbox import VfMailbox, VfOp, VfStatus, mac_words
-from crossnic.sim.lab import LabCard, sh, station
+from crossnic.sim.lab import LabCard, sh, station, wait_ready
 
 pytestmark = [
     pytest.mark.xdist_group("vf_card"),
@@ -77,9 +77,7 @@ class Guest:
              f"sim:{card.card_sock}", "--vf", str(n), "--ifname", ifname, "--ip",
              f"{ip}/24", "--status", str(self.status)],
             stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self.status.exists() or self.proc.poll() is not None, 120,
-                   "the guest's VF driver")
-        assert self.proc.poll() is None, Path(self.log.name).read_text()
+        wait_ready(self.proc, self.status, 120, log=Path(self.log.name))
 
     def state(self) -> dict:
         return json.loads(self.status.read_text())
